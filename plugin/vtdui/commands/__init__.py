@@ -1,0 +1,1 @@
+"""Click commands of the ``vtdui`` CLI, one module per command group (loaded lazily by :mod:`vtdui.cli`)."""

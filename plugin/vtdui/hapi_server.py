@@ -1,0 +1,519 @@
+"""Build, start, watch and stop the local HAPI FHIR server (``docker/hapi-launcher``) without Docker.
+
+The launcher is a small Spring Boot application of ours around the HAPI FHIR JPA server libraries. Its jar
+is built once per version of its sources by Maven and cached under ``~/.cache/vtdui/hapi/<hash>/``, so a
+second :func:`ensure_built` costs a hash of a few files. :func:`start` runs the jar as a detached JVM and
+records it in a small JSON state file, so that :func:`status` and :func:`stop` work from another process
+(``vtdui hapi start`` / ``vtdui hapi stop``).
+
+Environment:
+
+=============================  ==============================================================
+``VTDUI_HAPI_LAUNCHER_DIR``    the Maven project to build (default: the repository's own)
+``VTDUI_HAPI_JAR``             a jar to run as is (no build)
+``VTDUI_HAPI_STATE_DIR``       where the state file and the log go (default: XDG state dir)
+``XDG_CACHE_HOME``             root of the jar cache (default ``~/.cache``)
+=============================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from vtdui.errors import ConfigError, HapiError
+
+__all__ = [
+    "DEFAULT_PORT",
+    "ENV_JAR",
+    "ENV_LAUNCHER_DIR",
+    "ENV_STATE_DIR",
+    "ServerInfo",
+    "cache_root",
+    "default_state_dir",
+    "ensure_built",
+    "free_port",
+    "jvm_command",
+    "launcher_dir",
+    "log_tail",
+    "source_hash",
+    "start",
+    "status",
+    "stop",
+]
+
+DEFAULT_PORT: Final = 8080
+ENV_LAUNCHER_DIR: Final = "VTDUI_HAPI_LAUNCHER_DIR"
+ENV_JAR: Final = "VTDUI_HAPI_JAR"
+ENV_STATE_DIR: Final = "VTDUI_HAPI_STATE_DIR"
+
+_JAR_NAME: Final = "hapi-launcher.jar"
+_STATE_FILE: Final = "hapi-server.json"
+_LOG_FILE: Final = "hapi-server.log"
+_MEMORY_RE: Final = re.compile(r"^[1-9][0-9]*[mMgG]$")
+# Sized for a 2-core machine: serial GC (no parallel GC threads), C1 only (start-up dominates in tests and
+# demos, peak throughput does not), bounded metaspace and code cache so the RSS stays predictable.
+_JVM_FLAGS: Final = (
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:MaxMetaspaceSize=512m",
+    "-XX:ReservedCodeCacheSize=128m",
+    "-Xss512k",
+    "-Djava.awt.headless=true",
+    "-Dfile.encoding=UTF-8",
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A launcher JVM started by :func:`start`.
+
+    Attributes:
+        pid: process id of the JVM.
+        port: TCP port on 127.0.0.1.
+        base_url: FHIR base, e.g. ``http://127.0.0.1:8080/fhir``.
+        data_dir: where the H2 database lives; ``None`` for an in-memory database.
+        log_file: the JVM's standard output and error.
+        jar: the jar that runs.
+        started_at: start time, seconds since the epoch.
+    """
+
+    pid: int
+    port: int
+    base_url: str
+    data_dir: Path | None
+    log_file: Path
+    jar: Path
+    started_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form written to the state file."""
+        data = asdict(self)
+        data["data_dir"] = str(self.data_dir) if self.data_dir else None
+        data["log_file"] = str(self.log_file)
+        data["jar"] = str(self.jar)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServerInfo:
+        """Read the state file's JSON form back."""
+        return cls(
+            pid=int(data["pid"]),
+            port=int(data["port"]),
+            base_url=str(data["base_url"]),
+            data_dir=Path(data["data_dir"]) if data.get("data_dir") else None,
+            log_file=Path(data["log_file"]),
+            jar=Path(data["jar"]),
+            started_at=float(data["started_at"]),
+        )
+
+    def is_ready(self, timeout: float = 5.0) -> bool:
+        """Return whether ``GET {base_url}/metadata`` answers 200 now."""
+        return _metadata_ok(self.base_url, timeout)
+
+
+# ----------------------------------------------------------------------------------------------- build
+
+
+def launcher_dir() -> Path:
+    """Return the launcher's Maven project: ``$VTDUI_HAPI_LAUNCHER_DIR`` or ``<repo>/docker/hapi-launcher``.
+
+    Raises:
+        HapiError: the directory has no ``pom.xml``.
+    """
+    env = os.environ.get(ENV_LAUNCHER_DIR)
+    # plugin/vtdui/hapi_server.py -> the repository root is two levels above the package
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "docker" / "hapi-launcher"
+    if not (path / "pom.xml").is_file():
+        where = f"${ENV_LAUNCHER_DIR}={env}" if env else f"{path} (the repository's docker/hapi-launcher)"
+        raise HapiError(f"HAPI launcher sources not found at {where}: set {ENV_LAUNCHER_DIR} to the "
+                        "docker/hapi-launcher directory of a vtdui checkout")
+    return path
+
+
+def _source_files(root: Path) -> list[Path]:
+    files = [root / "pom.xml"]
+    src = root / "src"
+    if src.is_dir():
+        files += sorted(p for p in src.rglob("*") if p.is_file())
+    return files
+
+
+def source_hash(root: Path | None = None) -> str:
+    """Return a short hash of the launcher's sources (``pom.xml`` and ``src/``), the key of the jar cache."""
+    root = root if root is not None else launcher_dir()
+    digest = hashlib.sha256()
+    for path in _source_files(root):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    """Return ``$XDG_CACHE_HOME/vtdui/hapi`` (``~/.cache/vtdui/hapi`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vtdui" / "hapi"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``: two processes never build the same jar at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_built(progress: Progress | None = None) -> Path:
+    """Return the launcher jar, building it with Maven when its sources have no cached build yet.
+
+    Args:
+        progress: called with each line of Maven's output (the CLI prints them); when ``None`` Maven runs
+            quietly and its output is only shown if the build fails.
+
+    Returns:
+        The path of the runnable jar.
+
+    Raises:
+        HapiError: Java or Maven is missing, or the build failed (the message ends with Maven's output).
+    """
+    env_jar = os.environ.get(ENV_JAR)
+    if env_jar:
+        jar = Path(env_jar)
+        if not jar.is_file():
+            raise HapiError(f"${ENV_JAR} points to {jar}, which does not exist")
+        return jar
+    root = launcher_dir()
+    target_dir = cache_root() / source_hash(root)
+    jar = target_dir / _JAR_NAME
+    if not jar.is_file():
+        with _locked(cache_root() / f"{target_dir.name}.lock"):
+            if not jar.is_file():  # another process may have built it while we waited for the lock
+                _build(root, target_dir, progress)
+    _prune_cache(keep=3, current=target_dir)
+    return jar
+
+
+def _prune_cache(keep: int, current: Path) -> None:
+    """Keep the current build and the ``keep - 1`` most recent others (a jar weighs about 300 MB)."""
+    builds = sorted((d for d in cache_root().iterdir()
+                     if d.is_dir() and d != current and (d / _JAR_NAME).is_file()),
+                    key=lambda d: (d / _JAR_NAME).stat().st_mtime, reverse=True)
+    for old in builds[keep - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
+        (cache_root() / f"{old.name}.lock").unlink(missing_ok=True)
+
+
+def _build(root: Path, target_dir: Path, progress: Progress | None) -> None:
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise HapiError("Maven (mvn) is needed to build the HAPI launcher: install it (e.g. apt-get install "
+                        "maven) or set VTDUI_HAPI_JAR to a built jar")
+    if shutil.which("java") is None:
+        raise HapiError("Java 17+ (java) is needed to run the HAPI launcher: install a JDK 17")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    # Build from a copy so that the source tree stays clean and concurrent checkouts never share target/.
+    with tempfile.TemporaryDirectory(prefix="build-", dir=target_dir) as tmp:
+        work = Path(tmp) / "hapi-launcher"
+        work.mkdir()
+        shutil.copy2(root / "pom.xml", work / "pom.xml")
+        if (root / "src").is_dir():
+            shutil.copytree(root / "src", work / "src")
+        cmd = [mvn, "-B", "-DskipTests", "-f", str(work / "pom.xml"), "package"]
+        if progress is None:
+            cmd.insert(1, "-q")
+        if progress is not None:
+            progress(f"Building the HAPI launcher (first run downloads its Maven dependencies): {' '.join(cmd)}")
+        log_lines: list[str] = []
+        with subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, text=True, errors="replace") as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                log_lines.append(line)
+                if progress is not None:
+                    progress(line)
+            code = proc.wait()
+        built = work / "target" / _JAR_NAME
+        if code != 0 or not built.is_file():
+            tail = "\n".join(log_lines[-40:])
+            raise HapiError(f"building the HAPI launcher failed (mvn exit {code}) in {root}:\n{tail}")
+        # Atomic: a reader sees either no jar or the whole jar.
+        os.replace(built, target_dir / _JAR_NAME)
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+def default_state_dir() -> Path:
+    """Return where the state file and log go: ``$VTDUI_HAPI_STATE_DIR`` or ``~/.local/state/vtdui/hapi``."""
+    env = os.environ.get(ENV_STATE_DIR)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "vtdui" / "hapi"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the server itself does: connections of a server stopped moments ago (TIME_WAIT) do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def jvm_command(jar: Path, port: int, *, data_dir: Path | None = None, memory: str = "1g",
+                owner_pid: int | None = None) -> list[str]:
+    """Return the command line that runs the launcher.
+
+    Args:
+        jar: the launcher jar.
+        port: TCP port to listen on (127.0.0.1 only).
+        data_dir: keep the database in ``data_dir/h2``; ``None`` for an in-memory database.
+        memory: maximum Java heap, e.g. ``"1g"`` or ``"768m"``.
+        owner_pid: the server exits when this process ends (used by test sessions).
+
+    Raises:
+        ConfigError: ``memory`` or ``port`` is not valid.
+    """
+    if not _MEMORY_RE.match(memory):
+        raise ConfigError(f"memory must look like 1g or 768m, got {memory!r}")
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"port must be between 1 and 65535, got {port}")
+    java = shutil.which("java") or "java"
+    cmd = [java, f"-Xmx{memory}", "-Xms256m", *_JVM_FLAGS, "-jar", str(jar),
+           f"--server.port={port}", "--server.address=127.0.0.1"]
+    if data_dir is not None:
+        cmd.append(f"--vtdui.data-dir={data_dir}")
+    if owner_pid is not None:
+        cmd.append(f"--vtdui.exit-with-pid={owner_pid}")
+    return cmd
+
+
+# Popen objects of the servers this process started: kept so that they are reaped (no zombie) on stop.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def start(port: int = DEFAULT_PORT, data_dir: Path | None = None, memory: str = "1g", wait: bool = True,
+          timeout: float = 300.0, *, state_dir: Path | None = None, owner_pid: int | None = None,
+          progress: Progress | None = None) -> ServerInfo:
+    """Start the launcher as a detached JVM and, by default, wait until it answers.
+
+    If the state directory already records a live server with the same port and database, that server is
+    returned; a different one is an error.
+
+    Args:
+        port: TCP port on 127.0.0.1.
+        data_dir: keep the database there (demo); ``None`` for an in-memory database (tests).
+        memory: maximum Java heap (``-Xmx``), e.g. ``"1g"``.
+        wait: wait until ``GET /fhir/metadata`` answers 200.
+        timeout: seconds to wait for that.
+        state_dir: where the state file and the log go; see :func:`default_state_dir`.
+        owner_pid: the server stops by itself when this process ends.
+        progress: receives build and start-up messages (see :func:`ensure_built`).
+
+    Returns:
+        What was started, with its base URL.
+
+    Raises:
+        HapiError: the build failed, the port is taken, another server is recorded, or the JVM died or did
+            not answer in time (the message ends with the tail of its log).
+        ConfigError: a bad ``memory`` or ``port``.
+    """
+    state_dir = state_dir if state_dir is not None else default_state_dir()
+    if data_dir is not None:
+        data_dir = data_dir.resolve()
+    current = status(state_dir=state_dir)
+    if current is not None:
+        if current.port != port or current.data_dir != data_dir:
+            storage = "in memory" if current.data_dir is None else f"in {current.data_dir}"
+            raise HapiError(f"a HAPI server is already running at {current.base_url} (pid {current.pid}, "
+                            f"database {storage}); stop it first (vtdui hapi stop)")
+        if wait:
+            _wait_ready(current, None, timeout)
+        return current
+    jar = ensure_built(progress)
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    cmd = jvm_command(jar, port, data_dir=data_dir, memory=memory, owner_pid=owner_pid)
+    if _port_in_use(port):
+        raise HapiError(f"port {port} on 127.0.0.1 is already in use: choose another one with --port")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_file = (data_dir if data_dir is not None else state_dir) / _LOG_FILE
+    if progress is not None:
+        progress(f"Starting HAPI FHIR on port {port} (log: {log_file})")
+    with log_file.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=state_dir, start_new_session=True, close_fds=True)
+    _CHILDREN[proc.pid] = proc
+    info = ServerInfo(pid=proc.pid, port=port, base_url=f"http://127.0.0.1:{port}/fhir", data_dir=data_dir,
+                      log_file=log_file, jar=jar, started_at=time.time())
+    _write_state(state_dir, info)
+    if wait:
+        try:
+            _wait_ready(info, proc, timeout)
+        except HapiError:
+            stop(state_dir=state_dir, grace=10.0)
+            raise
+    return info
+
+
+def _wait_ready(info: ServerInfo, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if _metadata_ok(info.base_url, 5.0):
+            return
+        exited = proc.poll() if proc is not None else (None if _alive(info.pid) else -1)
+        if exited is not None:
+            raise HapiError(f"the HAPI server (pid {info.pid}) exited with code {exited} before answering "
+                            f"on {info.base_url}; end of {info.log_file}:\n{log_tail(info.log_file)}")
+        if time.monotonic() >= deadline:
+            raise HapiError(f"the HAPI server (pid {info.pid}) did not answer on {info.base_url}/metadata "
+                            f"within {timeout:.0f} s; end of {info.log_file}:\n{log_tail(info.log_file)}")
+        time.sleep(0.5)
+
+
+def _metadata_ok(base_url: str, timeout: float) -> bool:
+    try:
+        response = httpx.get(f"{base_url}/metadata", timeout=timeout,
+                             headers={"Accept": "application/fhir+json"})
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """Return the last ``lines`` lines of a log file that are not stack-trace frames."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return f"(log unavailable: {exc})"
+    kept = [line for line in text.splitlines() if not line.startswith(("\tat ", " java.base@"))]
+    return "\n".join(kept[-lines:])
+
+
+def _alive(pid: int) -> bool:
+    """Return whether ``pid`` runs (a zombie, i.e. exited but not reaped, counts as dead)."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _is_launcher(info: ServerInfo) -> bool:
+    """Guard against pid reuse: the process must still be our jar."""
+    try:
+        cmdline = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return _alive(info.pid)  # no /proc (not Linux): trust the pid
+    return str(info.jar).encode() in cmdline
+
+
+def _write_state(state_dir: Path, info: ServerInfo) -> None:
+    path = state_dir / _STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info.to_json(), indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_state(state_dir: Path) -> ServerInfo | None:
+    path = state_dir / _STATE_FILE
+    try:
+        return ServerInfo.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)  # unreadable: a half-written or foreign file, not a server
+        return None
+
+
+def status(*, state_dir: Path | None = None) -> ServerInfo | None:
+    """Return the server recorded in the state directory if its JVM still runs, else ``None``.
+
+    A state file left by a server that died is removed.
+    """
+    state_dir = state_dir if state_dir is not None else default_state_dir()
+    info = _read_state(state_dir)
+    if info is None:
+        return None
+    if _alive(info.pid) and _is_launcher(info):
+        return info
+    (state_dir / _STATE_FILE).unlink(missing_ok=True)
+    _CHILDREN.pop(info.pid, None)
+    return None
+
+
+def stop(*, state_dir: Path | None = None, grace: float = 30.0) -> ServerInfo | None:
+    """Stop the recorded server: SIGTERM, wait up to ``grace`` seconds, then SIGKILL.
+
+    Returns:
+        What was stopped, or ``None`` if no server was running.
+    """
+    state_dir = state_dir if state_dir is not None else default_state_dir()
+    info = status(state_dir=state_dir)
+    if info is None:
+        return None
+    _signal(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _alive(info.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(info.pid):
+        _signal(info.pid, signal.SIGKILL)
+        kill_deadline = time.monotonic() + 10.0
+        while _alive(info.pid) and time.monotonic() < kill_deadline:
+            time.sleep(0.1)
+    child = _CHILDREN.pop(info.pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=1.0)
+    (state_dir / _STATE_FILE).unlink(missing_ok=True)
+    return info
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)

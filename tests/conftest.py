@@ -1,0 +1,159 @@
+"""Session-wide fixtures: a real HAPI FHIR server, and generic helpers.
+
+``hapi`` (and its short form ``hapi_base_url``) finds a server in this order:
+
+1. ``$FHIR_BASE_URL`` when set (it must answer ``GET /metadata``);
+2. ``docker/compose.yaml`` through pytest-docker, when a Docker engine answers ``docker info``;
+3. our own launcher (``docker/hapi-launcher``), built if needed and started on a free port with an in-memory
+   database, stopped at the end of the session.
+
+When none works the tests that use it FAIL with the reason: they are never skipped, so a missing server can
+not pass for a green run. Fixtures of one test area belong in ``tests/<area>/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from vtdui import hapi_server
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = REPO_ROOT / "docker" / "compose.yaml"
+#: Official IG conformance resources, read in place (never copied into the repository).
+SHARED_IG_DIR = REPO_ROOT.parent / "shared" / "ig"
+
+_START_TIMEOUT = float(os.environ.get("VTDUI_HAPI_START_TIMEOUT", "300"))
+_PEAK_RSS_KEY = pytest.StashKey[str]()
+
+
+@dataclass(frozen=True)
+class HapiTarget:
+    """The HAPI FHIR server of this test session.
+
+    Attributes:
+        base_url: FHIR base, without a trailing slash.
+        origin: ``env``, ``docker`` or ``launcher``.
+        callback_host: host name under which the server reaches a receiver run by a test (REST hooks).
+        bind_host: address such a receiver listens on.
+        log_file: the server's log, when we started it.
+    """
+
+    base_url: str
+    origin: str
+    callback_host: str = "127.0.0.1"
+    bind_host: str = "127.0.0.1"
+    log_file: Path | None = None
+
+
+def metadata_ok(base_url: str, timeout: float = 10.0) -> bool:
+    """Return whether ``GET {base_url}/metadata`` answers 200."""
+    try:
+        return httpx.get(f"{base_url}/metadata", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _docker_answers() -> tuple[bool, str]:
+    if shutil.which("docker") is None:
+        return False, "no docker client"
+    try:
+        done = subprocess.run(["docker", "info"], capture_output=True, timeout=15, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"docker info failed: {exc}"
+    if done.returncode != 0:
+        return False, "docker info failed (no Docker engine)"
+    return True, ""
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file() -> str:
+    """pytest-docker: our compose file (only read when a Docker engine answers)."""
+    return str(COMPOSE_FILE)
+
+
+def _from_docker(request: pytest.FixtureRequest) -> HapiTarget:
+    # The compose file publishes ${HAPI_PORT:-8080}: take a free port so a developer's server is left alone.
+    os.environ.setdefault("HAPI_PORT", str(hapi_server.free_port()))
+    services = request.getfixturevalue("docker_services")
+    ip = request.getfixturevalue("docker_ip")
+    port = services.port_for("hapi", 8080)
+    base = f"http://{ip}:{port}/fhir"
+    services.wait_until_responsive(check=lambda: metadata_ok(base, 5.0), timeout=_START_TIMEOUT, pause=2.0)
+    # From inside the container the host is host.docker.internal (extra_hosts: host-gateway), which is not
+    # the loopback interface: the receiver has to listen on every interface of this (Docker) machine.
+    return HapiTarget(base_url=base, origin="docker", callback_host="host.docker.internal",
+                      bind_host="0.0.0.0")  # only where a Docker engine runs
+
+
+@pytest.fixture(scope="session")
+def hapi(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HapiTarget]:
+    """A running HAPI FHIR server for the session (see the module docstring for where it comes from)."""
+    callback = os.environ.get("VTDUI_TEST_CALLBACK_HOST")
+    env_url = os.environ.get("FHIR_BASE_URL")
+    if env_url:
+        base = env_url.rstrip("/")
+        if not metadata_ok(base):
+            pytest.fail(f"FHIR_BASE_URL={base} is set but GET {base}/metadata does not answer 200")
+        yield HapiTarget(base_url=base, origin="env", callback_host=callback or "127.0.0.1")
+        return
+
+    docker_ok, docker_reason = _docker_answers()
+    if docker_ok:
+        try:
+            yield _from_docker(request)
+        except Exception as exc:  # pytest-docker raises a bare Exception when compose fails
+            pytest.fail(f"a Docker engine answers but docker/compose.yaml did not give a HAPI server: {exc}")
+        return
+
+    state_dir = tmp_path_factory.mktemp("hapi-state")
+    try:
+        info = hapi_server.start(port=hapi_server.free_port(), data_dir=None, memory="1g",
+                                 timeout=_START_TIMEOUT, state_dir=state_dir, owner_pid=os.getpid())
+    except Exception as exc:
+        pytest.fail(f"no HAPI FHIR server: FHIR_BASE_URL is not set, {docker_reason}, and the local "
+                    f"launcher did not start: {exc}")
+    try:
+        yield HapiTarget(base_url=info.base_url, origin="launcher", callback_host=callback or "127.0.0.1",
+                         log_file=info.log_file)
+    finally:
+        request.config.stash[_PEAK_RSS_KEY] = _peak_rss(info.pid)
+        hapi_server.stop(state_dir=state_dir)
+
+
+@pytest.fixture(scope="session")
+def hapi_base_url(hapi: HapiTarget) -> str:
+    """FHIR base URL of the session's HAPI server, e.g. ``http://127.0.0.1:41234/fhir``."""
+    return hapi.base_url
+
+
+@pytest.fixture
+def fhir(hapi_base_url: str) -> Iterator[httpx.Client]:
+    """An httpx client on the HAPI base URL that speaks FHIR JSON."""
+    headers = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
+    with httpx.Client(base_url=hapi_base_url + "/", headers=headers, timeout=60.0) as client:
+        yield client
+
+
+def _peak_rss(pid: int) -> str:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Report the peak memory of the HAPI launcher this session started."""
+    peak = config.stash.get(_PEAK_RSS_KEY, None)
+    if peak is not None:
+        terminalreporter.write_line(f"HAPI launcher peak RSS (VmHWM): {peak}")

@@ -1,0 +1,1 @@
+"""ViaTrajectoire simulator (SI-SdO side) for development, tests and demos."""

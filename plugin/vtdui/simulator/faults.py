@@ -1,0 +1,125 @@
+"""Fault injection on the FHIR port: for the next N requests matching a route, misbehave on purpose.
+
+A rule matches ``"<METHOD> <path>"`` with shell-style wildcards, e.g. ``"GET /fhir/DocumentReference*"`` or
+``"* /oauth/token"`` (a pattern without a method matches every method). Actions:
+
+* ``status``: answer ``status`` (500, 503, 429 ...) with an OperationOutcome; ``retry_after`` adds the header;
+* ``delay``: wait ``delay`` seconds, then answer normally (``status`` may be combined);
+* ``drop``: close the TCP connection without any answer;
+* ``expire-token``: make the presented bearer token expire, then answer normally (so: 401).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["FaultAction", "FaultInjector", "FaultRule"]
+
+FaultAction = Literal["status", "delay", "drop", "expire-token"]
+_ACTIONS = ("status", "delay", "drop", "expire-token")
+
+
+@dataclass
+class FaultRule:
+    """One armed fault.
+
+    Attributes:
+        id: rule number.
+        route: ``"<METHOD> <path glob>"`` or ``"<path glob>"``.
+        action: what to do.
+        remaining: requests still affected.
+        status: HTTP status for ``status`` (and optionally ``delay``).
+        retry_after: ``Retry-After`` seconds, if any.
+        delay: seconds to wait for ``delay``.
+    """
+
+    id: int
+    route: str
+    action: FaultAction
+    remaining: int
+    status: int | None = None
+    retry_after: float | None = None
+    delay: float = 0.0
+
+    def matches(self, method: str, path: str) -> bool:
+        """Tell whether the rule applies to this request."""
+        method_glob, sep, path_glob = self.route.partition(" ")
+        if not sep:
+            method_glob, path_glob = "*", self.route
+        return fnmatch.fnmatchcase(method.upper(), method_glob.upper()) and fnmatch.fnmatchcase(path, path_glob)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON view."""
+        return {"id": self.id, "route": self.route, "action": self.action, "remaining": self.remaining,
+                "status": self.status, "retry_after": self.retry_after, "delay": self.delay}
+
+
+class FaultInjector:
+    """The armed faults, thread-safe; each match consumes one use of the first matching rule."""
+
+    def __init__(self) -> None:
+        self._rules: list[FaultRule] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    def add(self, spec: dict[str, Any]) -> FaultRule:
+        """Arm a rule from its JSON description.
+
+        Raises:
+            ValueError: the description is incomplete or inconsistent (message says what to fix).
+        """
+        route = spec.get("route")
+        if not isinstance(route, str) or not route.strip():
+            raise ValueError("'route' is required, e.g. \"GET /fhir/DocumentReference*\"")
+        count = spec.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError("'count' must be a positive integer")
+        status = spec.get("status")
+        action = spec.get("action") or ("status" if status is not None else None)
+        if action not in _ACTIONS:
+            raise ValueError(f"'action' must be one of {', '.join(_ACTIONS)} (or give 'status')")
+        if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
+            raise ValueError("'status' must be an HTTP error status (400-599)")
+        if action == "status" and status is None:
+            raise ValueError("'status' is required for action 'status'")
+        delay = spec.get("delay", 0)
+        retry_after = spec.get("retry_after")
+        if not isinstance(delay, int | float) or delay < 0 or delay > 600:
+            raise ValueError("'delay' must be a number of seconds between 0 and 600")
+        if retry_after is not None and (not isinstance(retry_after, int | float) or retry_after < 0):
+            raise ValueError("'retry_after' must be a non-negative number of seconds")
+        if action == "delay" and not delay:
+            raise ValueError("'delay' (seconds) is required for action 'delay'")
+        kind: FaultAction = "status" if action == "status" else "delay" if action == "delay" else \
+            "drop" if action == "drop" else "expire-token"
+        rule = FaultRule(next(self._ids), route.strip(), kind, count, status,
+                         float(retry_after) if retry_after is not None else None, float(delay))
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def take(self, method: str, path: str) -> FaultRule | None:
+        """Consume one use of the first rule matching the request; ``None`` when no rule applies."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.remaining > 0 and rule.matches(method, path):
+                    rule.remaining -= 1
+                    snapshot = FaultRule(rule.id, rule.route, rule.action, rule.remaining, rule.status,
+                                         rule.retry_after, rule.delay)
+                    self._rules = [r for r in self._rules if r.remaining > 0]
+                    return snapshot
+        return None
+
+    def rules(self) -> list[FaultRule]:
+        """Rules still armed."""
+        with self._lock:
+            return list(self._rules)
+
+    def clear(self) -> None:
+        """Disarm every rule."""
+        with self._lock:
+            self._rules.clear()

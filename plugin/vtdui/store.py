@@ -1,0 +1,229 @@
+"""The HAPI side: transactions, reads, searches and history of the DUI's FHIR repository.
+
+Writes go through :meth:`HapiStore.transaction` (httpx): one Bundle per inbound document, all-or-nothing,
+conditional entries so a replay changes nothing. Searches go through fhirpy's ``SyncFHIRClient`` (its
+chainable search builder and ``next``-link paging). Errors are translated at this boundary::
+
+    network failure, timeout, 429, 5xx  ─▶ RetriableError (try again later; nothing was written)
+    4xx with an OperationOutcome        ─▶ HapiError(status, outcome) (the request itself is wrong)
+
+Example::
+
+    store = HapiStore("http://127.0.0.1:8080/fhir")
+    store.transaction(entries)
+    items = store.worklist(finess_eg="350000014", business_status="39")
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+import requests
+from fhirpy import SyncFHIRClient
+from fhirpy.base.exceptions import BaseFHIRError, OperationOutcome, ResourceNotFound
+
+from vtdui import sdo
+from vtdui.errors import HapiError, RetriableError
+from vtdui.mapping import systems, worklist
+
+__all__ = ["HapiStore"]
+
+log = logging.getLogger(__name__)
+
+_FHIR_JSON = "application/fhir+json"
+_PAGE_SIZE = 100
+
+
+def _outcome_text(outcome: Mapping[str, Any] | None) -> str:
+    if not outcome:
+        return ""
+    texts = [str(i.get("diagnostics") or i.get("details", {}).get("text") or i.get("code", ""))
+             for i in outcome.get("issue", []) if i.get("severity") in ("fatal", "error")]
+    return "; ".join(t for t in texts if t)[:500]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _plain(value: Any) -> Any:
+    """Turn fhirpy resources (dict subclasses with attribute access) into plain JSON types."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class HapiStore:
+    """Access to the HAPI FHIR server used as the DUI's repository.
+
+    Args:
+        base_url: FHIR base, e.g. ``http://127.0.0.1:8080/fhir``.
+        client: an httpx client to use for writes (tests inject one with a ``MockTransport``); when
+            ``None`` the store makes and owns one.
+        timeout: seconds per request.
+        authorization: value of the ``Authorization`` header, if the server needs one.
+    """
+
+    def __init__(self, base_url: str, *, client: httpx.Client | None = None, timeout: float = 60.0,
+                 authorization: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Accept": _FHIR_JSON, "Content-Type": _FHIR_JSON}
+        if authorization:
+            headers["Authorization"] = authorization
+        self._owns_client = client is None
+        self._http = client if client is not None else httpx.Client(timeout=timeout)
+        self._headers = headers
+        self._fhir = SyncFHIRClient(self.base_url, authorization=authorization,
+                                    requests_config={"timeout": timeout})
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the HTTP client if the store created it."""
+        if self._owns_client:
+            self._http.close()
+
+    def __enter__(self) -> HapiStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- raw HTTP (httpx) --------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
+                 headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+        try:
+            response = self._http.request(method, url, json=json, params=params,
+                                          headers={**self._headers, **(headers or {})})
+        except httpx.TransportError as exc:
+            raise RetriableError(f"HAPI FHIR server at {self.base_url} unreachable: {type(exc).__name__}") from exc
+        return self._answer(method, path, response)
+
+    def _answer(self, method: str, path: str, response: httpx.Response) -> dict[str, Any]:
+        body: Any = None
+        if response.content:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+        status = response.status_code
+        what = f"{method} {path.split('?')[0]}"
+        if status == 429 or status >= 500:
+            detail = _outcome_text(body) if isinstance(body, dict) else ""
+            raise RetriableError(f"HAPI answered {status} to {what}" + (f": {detail}" if detail else ""),
+                                 retry_after=_retry_after(response), status=status)
+        if status >= 400:
+            outcome = body if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome" else None
+            detail = _outcome_text(outcome) or response.reason_phrase
+            raise HapiError(f"HAPI refused {what} ({status}): {detail}", status=status, outcome=outcome)
+        return body if isinstance(body, dict) else {}
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    def transaction(self, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """POST a ``transaction`` Bundle of ``entries`` and return the transaction-response Bundle.
+
+        Raises:
+            HapiError: HAPI refused the transaction (nothing was written); ``outcome`` says why.
+            RetriableError: network failure or server error (nothing was written either).
+        """
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+        response = self._request("POST", "", json=bundle)
+        if response.get("resourceType") != "Bundle":
+            raise HapiError("HAPI answered a transaction without a Bundle", outcome=response or None)
+        return response
+
+    def update(self, resource: Mapping[str, Any], if_match: str | None = None) -> dict[str, Any]:
+        """PUT a resource by id; ``if_match`` (a ``versionId``) makes the update fail if it changed since.
+
+        Raises:
+            HapiError: refused, e.g. status 412 when ``if_match`` no longer matches.
+        """
+        kind, ident = resource.get("resourceType"), resource.get("id")
+        if not kind or not ident:
+            raise HapiError("update needs a resource with resourceType and id")
+        headers = {"If-Match": f'W/"{if_match}"'} if if_match else None
+        return self._request("PUT", f"{kind}/{ident}", json=dict(resource), headers=headers)
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        """Read one resource; ``None`` when it does not exist (or was deleted)."""
+        try:
+            return self._request("GET", f"{resource_type}/{resource_id}")
+        except HapiError as exc:
+            if exc.status in (404, 410):
+                return None
+            raise
+
+    def history(self, resource_type: str, resource_id: str) -> list[dict[str, Any]]:
+        """Every stored version of one resource, newest first."""
+        versions: list[dict[str, Any]] = []
+        page: dict[str, Any] | None = self._request("GET", f"{resource_type}/{resource_id}/_history")
+        while page:
+            versions += [e["resource"] for e in page.get("entry", []) if "resource" in e]
+            following = next((link.get("url") for link in page.get("link", []) if link.get("relation") == "next"),
+                             None)
+            page = self._request("GET", following) if following else None
+        return versions
+
+    # -- searches (fhirpy) ----------------------------------------------------------------------------
+
+    def _iterate(self, resource_type: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        search = self._fhir.resources(resource_type).search(**dict(params))
+        if "_count" not in params:
+            search = search.limit(_PAGE_SIZE)
+        try:
+            for resource in search:  # fhirpy follows the Bundle's ``next`` links
+                yield _plain(resource)
+        except requests.RequestException as exc:
+            raise RetriableError(f"HAPI FHIR server at {self.base_url} unreachable: {type(exc).__name__}") from exc
+        except ResourceNotFound as exc:
+            raise HapiError(f"HAPI does not know the resource type {resource_type}", status=404) from exc
+        except OperationOutcome as exc:
+            outcome = exc.resource if isinstance(exc.resource, dict) else None
+            raise HapiError(f"HAPI refused the search {resource_type}: {_outcome_text(outcome)}",
+                            outcome=outcome) from exc
+        except BaseFHIRError as exc:
+            raise HapiError(f"HAPI refused the search {resource_type}: {type(exc).__name__}") from exc
+
+    def search(self, resource_type: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every resource matching ``params`` (FHIR search parameters), all pages.
+
+        Parameter names with a dash or a modifier are given as keys: ``{"business-status": "…|39"}``;
+        a list value repeats the parameter (AND).
+        """
+        return list(self._iterate(resource_type, params or {}))
+
+    def worklist(self, finess_eg: str | None = None, business_status: str | None = None) -> list[dict[str, Any]]:
+        """The work-list items, optionally of one establishment and/or in one ESMS status (TRE_R357 code)."""
+        params: dict[str, Any] = {"code": f"{systems.TASK_KIND_SYSTEM}|{systems.TASK_KIND_WORKLIST}"}
+        if business_status is not None:
+            params["business-status"] = f"{sdo.TRE_R357}|{business_status}"
+        if finess_eg is not None:
+            # the owner Organization carries idNat_Struct: a chained search keeps this one request
+            params["owner:Organization.identifier"] = (f"{systems.ID_NAT_STRUCT_SYSTEM}|{sdo.id_nat_struct(finess_eg)},"
+                                                       f"{sdo.FINESS_SYSTEM}|{finess_eg}")
+        return self.search("Task", params)
+
+    def worklist_item(self, id_nat_decision: str, finess_eg: str) -> dict[str, Any] | None:
+        """The work-list Task of one decision in one establishment, or ``None`` if it is not stored yet."""
+        query = worklist.worklist_query(id_nat_decision, finess_eg)
+        name, _, value = query.partition("=")
+        found = self.search("Task", {name: value})
+        if len(found) > 1:
+            log.warning("%d work-list items share one key; using the first", len(found))
+        return found[0] if found else None

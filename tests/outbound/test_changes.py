@@ -1,0 +1,133 @@
+"""Change detection: which versions of a work-list Task (or a local Consent) are emitted."""
+
+from __future__ import annotations
+
+import itertools
+
+from vtdui import sdo
+from vtdui.changes import consent_event, detect_changes, read_worklist_status, worklist_key
+
+from .outbound_fixtures import FINESS_EG, ID_DECISION, ID_NAT, IME, local_consent, worklist_task
+
+
+def test_first_user_version_with_a_status_is_reported() -> None:
+    task = worklist_task(version="1", statut="41", motif="152", date="2026-05-12")
+    [change] = detect_changes(None, task, IME)
+    assert (change.statut_esms, change.motif_esms, change.date_statut_esms) == ("41", "152", "2026-05-12")
+    assert (change.id_nat_decision, change.id_decision, change.finess_eg) == (ID_NAT, ID_DECISION, FINESS_EG)
+    assert (change.task_id, change.task_version) == ("wl-1", "1")
+    assert change.statut_unite is None
+
+
+def test_own_writes_are_never_reported() -> None:
+    previous = worklist_task(version="1", statut="39", source=sdo.PLUGIN_SOURCE)
+    current = worklist_task(version="2", statut="46", motif="114", source=sdo.PLUGIN_SOURCE + "#abc123")
+    assert detect_changes(previous, current, IME) == []
+    # ...but the user's change after an own write is
+    user = worklist_task(version="3", statut="41", motif="151")
+    [change] = detect_changes(current, user, IME)
+    assert change.statut_esms == "41"
+
+
+def test_unrelated_edits_are_not_reported() -> None:
+    previous = worklist_task(version="2", statut="41", motif="152", date="2026-05-12")
+    current = worklist_task(version="3", statut="41", motif="152", date="2026-05-12")
+    current["note"] = [{"text": "called the family"}]
+    current["status"] = "completed"
+    assert detect_changes(previous, current, IME) == []
+
+
+def test_a_version_without_any_status_reports_nothing() -> None:
+    assert detect_changes(None, worklist_task(version="1"), IME) == []
+
+
+def test_reason_or_date_change_alone_is_a_new_event() -> None:
+    previous = worklist_task(statut="45", motif="114", date="2026-05-20")
+    [change] = detect_changes(previous, worklist_task(version="3", statut="45", motif="115", date="2026-05-20"), IME)
+    assert (change.statut_esms, change.motif_esms) == ("45", "115")
+    [change] = detect_changes(previous, worklist_task(version="3", statut="45", motif="114", date="2026-05-21"), IME)
+    assert change.date_statut_esms == "2026-05-21"
+
+
+def test_unit_change_alone_does_not_repeat_the_esms_status() -> None:
+    previous = worklist_task(statut="43", date="2026-05-14", statut_unite="185", unite="ROR-UNIT-9",
+                             date_unite="2026-05-14")
+    current = worklist_task(version="3", statut="43", date="2026-05-14", statut_unite="181", motif_unite="84",
+                            unite="ROR-UNIT-9", date_unite="2026-06-01")
+    [change] = detect_changes(previous, current, IME)
+    assert change.statut_esms is None and change.date_statut_esms is None
+    assert (change.statut_unite, change.motif_unite, change.id_unite, change.date_statut_unite) == (
+        "181", "84", "ROR-UNIT-9", "2026-06-01")
+
+
+def test_esms_and_unit_in_one_version_make_one_change() -> None:
+    previous = worklist_task(statut="42", date="2026-05-13")
+    current = worklist_task(version="3", statut="47", date="2026-07-01", statut_unite="186", unite="ROR-UNIT-9",
+                            date_unite="2026-07-01")
+    changes = detect_changes(previous, current, IME)
+    assert len(changes) == 1
+    assert (changes[0].statut_esms, changes[0].statut_unite) == ("47", "186")
+
+
+def test_missing_dates_default_to_the_day_of_the_change() -> None:
+    current = worklist_task(version="1", statut="47", statut_unite="186", unite="ROR-UNIT-9",
+                            last_updated="2026-07-01T08:00:00.000+02:00")
+    [change] = detect_changes(None, current, IME)
+    assert change.date_statut_esms == "2026-07-01" and change.date_statut_unite == "2026-07-01"
+
+
+def test_several_quick_changes_are_each_reported_in_order() -> None:
+    versions = [worklist_task(version="1", statut="39", source=sdo.PLUGIN_SOURCE)]
+    for i, (statut, motif) in enumerate([("40", None), ("41", "151"), ("42", None), ("71", None)], start=2):
+        versions.append(worklist_task(version=str(i), statut=statut, motif=motif))
+    reported = [c for prev, cur in itertools.pairwise(versions)
+                for c in detect_changes(prev, cur, IME)]
+    assert [(c.task_version, c.statut_esms) for c in reported] == [("2", "40"), ("3", "41"), ("4", "42"),
+                                                                  ("5", "71")]
+
+
+def test_worklist_key_from_identifier_and_owner() -> None:
+    task = worklist_task()
+    assert worklist_key(task) == (ID_NAT, FINESS_EG)
+    del task["owner"]
+    task["input"] = []
+    assert worklist_key(task) == (ID_NAT, FINESS_EG)
+    assert read_worklist_status({"resourceType": "Task"}).id_nat_decision is None
+
+
+def test_task_without_decision_reports_nothing() -> None:
+    task = worklist_task(version="1", statut="41", motif="152")
+    task["identifier"] = []
+    task["input"] = []
+    assert detect_changes(None, task, IME) == []
+
+
+def test_status_read_from_inputs_as_a_fallback() -> None:
+    task = worklist_task(version="1")
+    task["input"].append({"type": sdo.input_type(sdo.STATUT_ESMS),
+                          "valueCodeableConcept": {"coding": [{"system": sdo.TRE_R357, "code": "42"}]}})
+    [change] = detect_changes(None, task, IME)
+    assert change.statut_esms == "42"
+
+
+# --------------------------------------------------------------------------------------------- consent
+
+
+def test_new_active_consent_is_an_event() -> None:
+    event = consent_event(local_consent())
+    assert event is not None
+    assert (event.consent_id, event.version, event.finess_eg) == ("c-1", "1", FINESS_EG)
+    assert event.decision_reference == {"reference": "Basic/dec-1"}
+    assert event.id_nat_decision is None
+
+
+def test_consent_events_ignored() -> None:
+    assert consent_event(local_consent(status="draft")) is None
+    assert consent_event(local_consent(source=sdo.PLUGIN_SOURCE)) is None
+    # already active before: an edit of an active consent is not a new consent
+    assert consent_event(local_consent(version="2"), local_consent()) is None
+    # becoming active is
+    assert consent_event(local_consent(version="2"), local_consent(status="draft")) is not None
+    no_data = local_consent()
+    no_data["provision"] = {}
+    assert consent_event(no_data) is None

@@ -25,6 +25,8 @@ class InboundContext:
         establishment: the establishment (FINESS EG) the data was read for.
         source: ``meta.source`` to put on every resource the plugin writes (no echo loop).
         now: the time of the sync cycle.
+        worklist_task: for ``map_remote_status``, the local work-list Task the status applies to
+            (``None`` for the other hooks).
     """
 
     config: Config
@@ -32,6 +34,7 @@ class InboundContext:
     establishment: Establishment
     source: str
     now: datetime
+    worklist_task: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from vtdui.errors import ConfigError
 __all__ = ["BUILTIN_PLUGINS", "PluginInfo", "describe_plugins", "get_plugin_manager", "load_hooks_dir"]
 
 #: modules holding the default behaviour, registered as ordinary plugins
-BUILTIN_PLUGINS: tuple[str, ...] = ()
+BUILTIN_PLUGINS: tuple[str, ...] = ("vtdui.mapping.builtin", "vtdui.builders")
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,14 @@ def _import_file(path: Path, module_name: str) -> ModuleType:
 
 
 def get_plugin_manager(hooks_dir: Path | None = Path("hooks"), *, load_entrypoints: bool = True,
-                       extra: tuple[object, ...] = ()) -> pluggy.PluginManager:
+                       extra: tuple[object, ...] = (), builtins: bool = True) -> pluggy.PluginManager:
     """Build a plugin manager with built-ins, entry points, the hooks directory and ``extra`` plugins.
 
     Args:
         hooks_dir: directory of local hook modules (``None`` to load none).
         load_entrypoints: load distributions registered under the ``vtdui`` entry-point group.
         extra: plugin objects registered last (tests, embedding applications).
+        builtins: register :data:`BUILTIN_PLUGINS` (turn off to replace the default behaviour wholesale).
 
     Raises:
         ConfigError: a plugin failed to import, or implements a hook that does not exist / with
@@ -110,7 +111,7 @@ def get_plugin_manager(hooks_dir: Path | None = Path("hooks"), *, load_entrypoin
     """
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    for module_name in BUILTIN_PLUGINS:
+    for module_name in BUILTIN_PLUGINS if builtins else ():
         pm.register(importlib.import_module(module_name), name=f"builtin:{module_name}")
     allowed = _allowed(os.environ)
     if load_entrypoints:

@@ -99,6 +99,9 @@ OID_INS_NIA: Final = "1.2.250.1.213.1.4.9"
 INS_NIA_SYSTEM: Final = f"urn:oid:{OID_INS_NIA}"
 FINESS_SYSTEM: Final = "http://finess.sante.gouv.fr"
 
+#: ``meta.source`` of every resource the plugin writes into HAPI: changes carrying it are never emitted.
+PLUGIN_SOURCE: Final = "urn:vtdui:plugin"
+
 # Statuses that matter to the work list (TRE_R357)
 STATUS_NOTIFICATION_SENT: Final = "39"
 

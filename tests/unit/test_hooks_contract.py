@@ -94,8 +94,8 @@ def test_broken_hook_module_names_the_file(tmp_path: Path) -> None:
 
 def test_vtdui_plugins_env_restricts_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("one", "two"):
-        (tmp_path / f"{name}.py").write_text("from vtdui import hookimpl\n\n@hookimpl\ndef before_store(entries, context):\n"
-                                             f"    entries.append('{name}')\n")
+        source = "from vtdui import hookimpl\n\n@hookimpl\ndef before_store(entries, context):\n"
+        (tmp_path / f"{name}.py").write_text(source + f"    entries.append('{name}')\n")
     monkeypatch.setenv("VTDUI_PLUGINS", "two")
     pm = get_plugin_manager(tmp_path, load_entrypoints=False)
     entries: list[str] = []
@@ -114,7 +114,7 @@ def test_user_firstresult_plugin_overrides_a_trylast_builtin() -> None:
         def build_esms_consent(self, consent: dict[str, object], context: object) -> dict[str, object] | None:
             return {"from": "mine"} if consent.get("special") else None
 
-    pm = get_plugin_manager(None, load_entrypoints=False, extra=(Builtin(), Mine()))
+    pm = get_plugin_manager(None, load_entrypoints=False, extra=(Builtin(), Mine()), builtins=False)
     assert pm.hook.build_esms_consent(consent={"special": True}, context=None) == {"from": "mine"}
     assert pm.hook.build_esms_consent(consent={}, context=None) == {"from": "builtin"}
 
@@ -137,3 +137,8 @@ def test_register_commands_hook_adds_a_cli_command(tmp_path: Path) -> None:
                          cwd=tmp_path, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert "hello from a plugin" in out.stdout
+
+
+def test_builtin_plugins_are_registered_by_default() -> None:
+    names = {name for name, _ in get_plugin_manager(None, load_entrypoints=False).list_name_plugin()}
+    assert {"builtin:vtdui.mapping.builtin", "builtin:vtdui.builders"} <= names

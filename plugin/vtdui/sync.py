@@ -1,0 +1,364 @@
+"""The inbound loop: ViaTrajectoire flux 1, 3 and 5 into the DUI's work list in HAPI.
+
+One cycle (:meth:`SyncEngine.run_once`) visits every configured establishment. For each one:
+
+* **flux 1**: search decision ids changed since the cursor, read each, decode and parse the CDA, map it
+  (hook ``map_decision``), write one HAPI transaction per decision, then apply the flux-5 statuses that
+  were waiting for that decision;
+* **flux 3**: for each decision whose consent ViaTrajectoire accepted (and whose evaluation is missing or
+  older than the decision), fetch the evaluation and store it;
+* **flux 5**: search statuses since the cursor, keep each one (dedupe by ViaTrajectoire Task id and
+  version), and apply those whose decision is known.
+
+Windows: the first connection looks back ``first_lookback_days`` (J-30); afterwards each search starts at
+the previous *committed* cursor minus ``overlap_seconds``, and what the overlap lists again is skipped
+(same id and ``lastUpdated``). A cursor only moves after every item of its window is in HAPI or kept
+aside in the quarantine; a passing fault (network, HAPI or ViaTrajectoire down) leaves it where it was,
+so the next cycle covers the same window again.
+
+Bad documents never stop the rest: they are quarantined with their reason and retried on later cycles
+(a new version of the document resolves the entry).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from vtdui import sdo
+from vtdui.cda.parse import decode_attachment, parse_decision, parse_evaluation
+from vtdui.errors import DocumentError, HapiError, RetriableError, VtduiError
+from vtdui.hookcontext import InboundContext, RejectedDocument
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from vtdui.config import Config, Establishment, LegalEntity
+    from vtdui.state import StateStore
+    from vtdui.store import HapiStore
+
+__all__ = ["EstablishmentReport", "SyncEngine", "SyncReport", "id_nat_decision_of_task"]
+
+log = logging.getLogger(__name__)
+
+MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
+MAX_QUARANTINE_RETRIES = 5
+
+
+class VTClient(Protocol):
+    """What the sync engine needs from :class:`vtdui.viatrajectoire.client.ViaTrajectoireClient`."""
+
+    def search_decisions(self, finess_eg: str, since: datetime) -> Iterable[Any]: ...
+    def read_document(self, finess_eg: str, resource_id: str) -> dict[str, Any]: ...
+    def search_evaluation(self, finess_eg: str, id_nat_decision: str) -> list[dict[str, Any]]: ...
+    def search_statuses(self, finess_eg: str, since: datetime) -> Iterable[dict[str, Any]]: ...
+
+
+@dataclass
+class EstablishmentReport:
+    """What one cycle did for one establishment."""
+
+    finess_eg: str
+    decisions_stored: int = 0
+    decisions_unchanged: int = 0
+    evaluations_stored: int = 0
+    statuses_received: int = 0
+    statuses_applied: int = 0
+    statuses_waiting: int = 0
+    quarantined: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no passing fault interrupted the cycle."""
+        return not self.errors
+
+
+@dataclass
+class SyncReport:
+    """What one cycle did, establishment by establishment."""
+
+    establishments: list[EstablishmentReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def total(self, name: str) -> int:
+        """Sum one counter over the establishments."""
+        return sum(int(getattr(r, name)) for r in self.establishments)
+
+    @property
+    def ok(self) -> bool:
+        """True when every establishment completed its cycle."""
+        return all(r.ok for r in self.establishments)
+
+
+def id_nat_decision_of_task(task: dict[str, Any]) -> str | None:
+    """Return the idNat_Decision carried by an ESMSTask (``input[idNat_Decision]``)."""
+    for item in task.get("input", []):
+        codes = {c.get("code") for c in item.get("type", {}).get("coding", [])}
+        if sdo.ID_NAT_DECISION in codes:
+            value = item.get("valueIdentifier", {}).get("value")
+            return str(value) if value else None
+    return None
+
+
+def _attachment(document: dict[str, Any]) -> tuple[str | None, str | None]:
+    content = document.get("content") or [{}]
+    attachment = content[0].get("attachment", {}) if isinstance(content[0], dict) else {}
+    return attachment.get("data"), attachment.get("contentType")
+
+
+class SyncEngine:
+    """Runs inbound cycles for every configured establishment.
+
+    Args:
+        config: validated configuration.
+        state: cursors, dedupe, quarantine and pending statuses.
+        store: the HAPI side.
+        pm: plugin manager carrying the mapping hooks.
+        client_for: returns the ViaTrajectoire client of a legal entity (one token per EJ).
+        clock: current time (injected by tests).
+        progress: called as ``progress(finess_eg, done, total_or_None)`` while a back-fill runs.
+    """
+
+    def __init__(self, config: Config, *, state: StateStore, store: HapiStore, pm: pluggy.PluginManager,
+                 client_for: Callable[[LegalEntity], VTClient],
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 progress: Callable[[str, int, int | None], None] | None = None) -> None:
+        self.config = config
+        self.state = state
+        self.store = store
+        self.pm = pm
+        self.client_for = client_for
+        self.clock = clock
+        self.progress = progress
+
+    # -- the cycle ---------------------------------------------------------------------------------
+
+    def run_once(self, only: Iterable[str] | None = None) -> SyncReport:
+        """Run one cycle over every configured establishment (or those of ``only``, FINESS EG)."""
+        started = time.monotonic()
+        wanted = set(only) if only is not None else None
+        report = SyncReport()
+        for entity, establishment in self.config.establishments():
+            if wanted is not None and establishment.finess_eg not in wanted:
+                continue
+            report.establishments.append(self.sync_establishment(entity, establishment))
+        report.seconds = time.monotonic() - started
+        return report
+
+    def sync_establishment(self, entity: LegalEntity, establishment: Establishment) -> EstablishmentReport:
+        """Run flux 1, 3 and 5 for one establishment; a fault in one flux does not skip the others."""
+        report = EstablishmentReport(establishment.finess_eg)
+        context = InboundContext(config=self.config, legal_entity=entity, establishment=establishment,
+                                 source=sdo.PLUGIN_SOURCE, now=self.clock())
+        try:
+            client = self.client_for(entity)
+        except VtduiError as exc:
+            report.errors.append(f"client: {exc}")
+            return report
+        for name, step in (("flux 1", self._flux1), ("flux 3", self._flux3), ("flux 5", self._flux5)):
+            try:
+                step(client, context, report)
+            except (RetriableError, HapiError, VtduiError) as exc:
+                # the cursor of that flux did not move: the next cycle covers the same window again
+                log.warning("sync %s for %s interrupted: %s", name, establishment.finess_eg, type(exc).__name__)
+                report.errors.append(f"{name}: {exc}")
+        return report
+
+    # -- windows ------------------------------------------------------------------------------------
+
+    def _since(self, finess_eg: str, flux: str, now: datetime) -> datetime:
+        cursor = self.state.cursor(finess_eg, flux)
+        oldest = now - timedelta(days=self.config.sync.max_lookback_days)
+        if cursor is None:
+            return now - timedelta(days=self.config.sync.first_lookback_days)
+        since = cursor.instant - timedelta(seconds=self.config.sync.overlap_seconds)
+        if since < oldest:
+            log.warning("cursor of flux %s for %s is older than %d days: searching from J-%d only",
+                        flux, finess_eg, self.config.sync.max_lookback_days, self.config.sync.max_lookback_days)
+            return oldest
+        return since
+
+    # -- flux 1 ---------------------------------------------------------------------------------------
+
+    def _flux1(self, client: VTClient, context: InboundContext, report: EstablishmentReport) -> None:
+        eg = context.establishment.finess_eg
+        window_start = self.clock()
+        since = self._since(eg, "1", window_start)
+        hits = list(client.search_decisions(eg, since))
+        retry = [q for q in self.state.quarantined() if q.finess_eg == eg and q.flux == "1"
+                 and q.attempts < MAX_QUARANTINE_RETRIES]
+        listed = {str(_hit_field(h, "id")) for h in hits}
+        todo: list[tuple[str, str | None]] = [(str(_hit_field(h, "id")), _hit_field(h, "last_updated"))
+                                              for h in hits]
+        todo += [(q.vt_id, q.last_updated) for q in retry if q.vt_id not in listed]
+        total = len(todo)
+        for done, (vt_id, last_updated) in enumerate(todo, start=1):
+            if last_updated and self.state.seen(vt_id, eg, last_updated):
+                report.decisions_unchanged += 1
+            else:
+                self._one_decision(client, context, report, vt_id)
+            if self.progress is not None:
+                self.progress(eg, done, total)
+        self.state.commit_cursor(eg, "1", window_start)
+
+    def _one_decision(self, client: VTClient, context: InboundContext, report: EstablishmentReport,
+                      vt_id: str) -> None:
+        eg = context.establishment.finess_eg
+        document = client.read_document(eg, vt_id)
+        last_updated = str(document.get("meta", {}).get("lastUpdated", ""))
+        if last_updated and self.state.seen(vt_id, eg, last_updated):
+            report.decisions_unchanged += 1
+            return
+        data, _ = _attachment(document)
+        raw: bytes | None = None
+        try:
+            if data is None:
+                raise DocumentError("the DocumentReference carries no CDA (content.attachment.data is empty)",
+                                    reason="no-data")
+            raw = decode_attachment(data, max_bytes=MAX_DOCUMENT_BYTES)
+            parsed = parse_decision(raw)
+        except DocumentError as exc:
+            self._reject(context, report, flux="1", vt_id=vt_id, last_updated=last_updated, reason=exc.reason,
+                         message=str(exc), raw=raw if raw is not None else _raw_data(data))
+            return
+        entries = self.pm.hook.map_decision(document=parsed, context=context)
+        if not entries:
+            self._reject(context, report, flux="1", vt_id=vt_id, last_updated=last_updated, reason="no-mapping",
+                         message="no map_decision implementation returned resources", raw=raw)
+            return
+        try:
+            self._store(entries, context)
+        except HapiError as exc:
+            if exc.status is not None and 400 <= exc.status < 500:
+                # HAPI refused what the mapping produced: keep the document aside, go on with the others
+                self._reject(context, report, flux="1", vt_id=vt_id, last_updated=last_updated,
+                             reason="hapi-rejected", message=str(exc), raw=raw)
+                return
+            raise
+        self.state.mark_stored(vt_id, eg, last_updated, parsed.id_nat_decision, "decision")
+        report.decisions_stored += 1
+        self._apply_pending(context, report, parsed.id_nat_decision)
+
+    # -- flux 3 ---------------------------------------------------------------------------------------
+
+    def _flux3(self, client: VTClient, context: InboundContext, report: EstablishmentReport) -> None:
+        if not self.config.sync.fetch_evaluations:
+            return
+        eg = context.establishment.finess_eg
+        for id_nat in self.state.evaluations_due(eg):
+            self.fetch_evaluation(client, context, report, id_nat)
+
+    def fetch_evaluation(self, client: VTClient, context: InboundContext, report: EstablishmentReport,
+                         id_nat_decision: str) -> bool:
+        """Fetch and store the evaluation of one decision (flux 3); return True when stored."""
+        eg = context.establishment.finess_eg
+        documents = client.search_evaluation(eg, id_nat_decision)
+        if not documents:
+            return False
+        document = documents[0]
+        vt_id = str(document.get("id", id_nat_decision))
+        last_updated = str(document.get("meta", {}).get("lastUpdated", ""))
+        data, _ = _attachment(document)
+        raw: bytes | None = None
+        try:
+            if data is None:
+                raise DocumentError("the evaluation DocumentReference carries no CDA", reason="no-data")
+            raw = decode_attachment(data, max_bytes=MAX_DOCUMENT_BYTES)
+            parsed = parse_evaluation(raw)
+        except DocumentError as exc:
+            self._reject(context, report, flux="3", vt_id=vt_id, last_updated=last_updated, reason=exc.reason,
+                         message=str(exc), raw=raw if raw is not None else _raw_data(data))
+            return False
+        entries = self.pm.hook.map_evaluation(document=parsed, context=context)
+        if not entries:
+            return False
+        self._store(entries, context)
+        self.state.mark_stored(vt_id, eg, last_updated, id_nat_decision, "evaluation")
+        self.state.mark_evaluation_fetched(id_nat_decision, eg, str(document.get("meta", {}).get("versionId", "")))
+        report.evaluations_stored += 1
+        return True
+
+    # -- flux 5 ---------------------------------------------------------------------------------------
+
+    def _flux5(self, client: VTClient, context: InboundContext, report: EstablishmentReport) -> None:
+        eg = context.establishment.finess_eg
+        window_start = self.clock()
+        since = self._since(eg, "5", window_start)
+        for task in client.search_statuses(eg, since):
+            id_nat = id_nat_decision_of_task(task)
+            vt_task_id = str(task.get("id", ""))
+            if not id_nat or not vt_task_id:
+                log.warning("flux 5: a Task without id or idNat_Decision was ignored for %s", eg)
+                continue
+            last_updated = str(task.get("meta", {}).get("lastUpdated", ""))
+            if self.state.keep_status(vt_task_id=vt_task_id, finess_eg=eg, id_nat_decision=id_nat,
+                                      last_updated=last_updated, body=task):
+                report.statuses_received += 1
+        self._apply_pending(context, report, None)
+        self.state.commit_cursor(eg, "5", window_start)
+
+    def _apply_pending(self, context: InboundContext, report: EstablishmentReport,
+                       id_nat_decision: str | None) -> None:
+        eg = context.establishment.finess_eg
+        waiting = 0
+        for pending in self.state.pending_statuses(id_nat_decision, eg):
+            if not self.state.known_decision(pending.id_nat_decision, eg):
+                waiting += 1
+                continue
+            worklist = self.store.worklist_item(pending.id_nat_decision, eg)
+            if worklist is None:
+                waiting += 1
+                continue
+            ctx = InboundContext(config=context.config, legal_entity=context.legal_entity,
+                                 establishment=context.establishment, source=context.source, now=context.now,
+                                 worklist_task=worklist)
+            entries = self.pm.hook.map_remote_status(task=pending.body, context=ctx)
+            if entries:
+                self._store(entries, ctx)
+            self.state.mark_status_applied(pending.vt_task_id, eg)
+            report.statuses_applied += 1
+        if id_nat_decision is None:
+            report.statuses_waiting = waiting
+
+    # -- shared --------------------------------------------------------------------------------------
+
+    def _store(self, entries: list[dict[str, Any]], context: InboundContext) -> dict[str, Any]:
+        self.pm.hook.before_store(entries=entries, context=context)
+        response = self.store.transaction(entries)
+        try:
+            self.pm.hook.after_store(entries=entries, response=response, context=context)
+        except Exception:  # an observer's failure must not undo or repeat a committed write
+            log.exception("an after_store hook failed")
+        return response
+
+    def _reject(self, context: InboundContext, report: EstablishmentReport, *, flux: str, vt_id: str,
+                last_updated: str | None, reason: str, message: str, raw: bytes | None) -> None:
+        eg = context.establishment.finess_eg
+        item = self.state.quarantine(finess_eg=eg, flux=flux, vt_id=vt_id, last_updated=last_updated,
+                                     reason=reason, message=message, raw=raw)
+        report.quarantined += 1
+        log.warning("flux %s document %s for %s quarantined: %s", flux, vt_id, eg, reason)
+        rejected = RejectedDocument(key=item.key, reason=reason, message=message, path=item.path or "")
+        try:
+            self.pm.hook.on_document_rejected(rejected=rejected, context=context)
+        except Exception:
+            log.exception("an on_document_rejected hook failed")
+
+
+def _hit_field(hit: Any, name: str) -> Any:
+    if isinstance(hit, dict):
+        if name == "last_updated":
+            return hit.get("meta", {}).get("lastUpdated")
+        return hit.get(name)
+    return getattr(hit, name, None)
+
+
+def _raw_data(data: str | None) -> bytes | None:
+    if data is None:
+        return None
+    return data.encode("utf-8", "replace")[: MAX_DOCUMENT_BYTES + 1]

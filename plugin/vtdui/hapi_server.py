@@ -52,6 +52,7 @@ __all__ = [
     "jvm_command",
     "launcher_dir",
     "log_tail",
+    "port_in_use",
     "source_hash",
     "start",
     "status",
@@ -285,7 +286,8 @@ def free_port() -> int:
         return port
 
 
-def _port_in_use(port: int) -> bool:
+def port_in_use(port: int) -> bool:
+    """Return whether something listens on ``port`` of 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # As the server itself does: connections of a server stopped moments ago (TIME_WAIT) do not count.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -370,7 +372,7 @@ def start(port: int = DEFAULT_PORT, data_dir: Path | None = None, memory: str = 
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
     cmd = jvm_command(jar, port, data_dir=data_dir, memory=memory, owner_pid=owner_pid)
-    if _port_in_use(port):
+    if port_in_use(port):
         raise HapiError(f"port {port} on 127.0.0.1 is already in use: choose another one with --port")
     state_dir.mkdir(parents=True, exist_ok=True)
     log_file = (data_dir if data_dir is not None else state_dir) / _LOG_FILE

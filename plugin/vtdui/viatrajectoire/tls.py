@@ -19,6 +19,8 @@ import secrets
 import shutil
 import ssl
 import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from vtdui.config import LegalEntity
 from vtdui.errors import ConfigError
 
-__all__ = ["build_ssl_context"]
+__all__ = ["CertificateCheck", "build_ssl_context", "check_certificates", "client_certificate"]
 
 log = logging.getLogger(__name__)
 
@@ -160,3 +162,64 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc)
+
+
+def client_certificate(entity: LegalEntity) -> x509.Certificate:
+    """Return the client certificate of a legal entity (from its PKCS#12 or PEM file).
+
+    Raises:
+        ConfigError: the file is unreadable, not a certificate, or the PKCS#12 password is wrong.
+    """
+    where = f"legal entity {entity.finess_ej}"
+    if entity.p12_file is not None:
+        return _decode_p12(entity.p12_file, entity.p12_password, where)[1]
+    if entity.cert_file is None:
+        raise ConfigError(f"{where}: no client certificate; set p12_file (+ p12_password) or cert_file and key_file")
+    try:
+        return x509.load_pem_x509_certificate(entity.cert_file.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{where}.cert_file: cannot read {entity.cert_file}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{where}.cert_file: {entity.cert_file} is not a PEM certificate") from exc
+
+
+@dataclass(frozen=True)
+class CertificateCheck:
+    """What :func:`check_certificates` found for one legal entity.
+
+    Attributes:
+        finess_ej: the legal entity.
+        subject: the certificate subject (RFC 4514), empty when it could not be read.
+        not_after: end of validity, ``None`` when it could not be read.
+        error: why the certificate cannot be used (``None`` when it can).
+    """
+
+    finess_ej: str
+    subject: str = ""
+    not_after: datetime | None = None
+    error: str | None = None
+
+    @property
+    def days_left(self) -> int | None:
+        """Whole days until expiry (negative once expired)."""
+        if self.not_after is None:
+            return None
+        return (self.not_after - datetime.now(UTC)).days
+
+
+def check_certificates(entities: Iterable[LegalEntity], ca_file: Path | None = None) -> list[CertificateCheck]:
+    """Load every legal entity's certificate and key as a connection would, and report each outcome.
+
+    Every entity is checked even when one fails, so one run names every broken certificate.
+    """
+    results: list[CertificateCheck] = []
+    for entity in entities:
+        try:
+            cert = client_certificate(entity)
+            build_ssl_context(entity, ca_file)
+        except ConfigError as exc:
+            results.append(CertificateCheck(entity.finess_ej, error=str(exc)))
+            continue
+        results.append(CertificateCheck(entity.finess_ej, cert.subject.rfc4514_string(), cert.not_valid_after_utc,
+                                        "expired" if cert.not_valid_after_utc < datetime.now(UTC) else None))
+    return results

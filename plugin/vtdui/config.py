@@ -39,6 +39,7 @@ __all__ = [
     "Establishment",
     "HapiSettings",
     "LegalEntity",
+    "OutboxSettings",
     "ReceiverSettings",
     "RetrySettings",
     "RorUnit",
@@ -146,6 +147,15 @@ class ReceiverSettings:
 
 
 @dataclass(frozen=True)
+class OutboxSettings:
+    """The outbound side of ``vtdui run``: delivery worker and reconciliation schedule."""
+
+    poll_seconds: float = 5.0
+    reconcile_seconds: float = 300.0
+    lease_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -158,6 +168,7 @@ class Config:
     sync: SyncSettings = SyncSettings()
     retry: RetrySettings = RetrySettings()
     receiver: ReceiverSettings = ReceiverSettings()
+    outbox: OutboxSettings = OutboxSettings()
     log_level: str = "INFO"
     log_format: str = "json"
 
@@ -213,7 +224,7 @@ class _Errors:
 
 _SCHEMA: dict[str, set[str]] = {
     "": {"state_dir", "hooks_dir", "hapi", "viatrajectoire", "legal_entities", "sync", "retry", "receiver",
-         "logging"},
+         "outbox", "logging"},
     "hapi": {"base_url", "authorization", "timeout"},
     "viatrajectoire": {"base_url", "token_url", "client_id", "client_secret", "ca_file", "timeout", "page_size",
                        "token_renew_margin"},
@@ -226,6 +237,7 @@ _SCHEMA: dict[str, set[str]] = {
              "fetch_evaluations"},
     "retry": {"attempts", "base_delay", "max_delay", "max_age_seconds"},
     "receiver": {"host", "port", "public_url", "secret"},
+    "outbox": {"poll_seconds", "reconcile_seconds", "lease_seconds"},
     "logging": {"level", "format"},
 }
 
@@ -478,6 +490,18 @@ def load_config(path: Path | str | None = None, *, env: Mapping[str, str] | None
         secret=rec_secret,
     )
 
+    out_t = _table(data, "outbox", "", errors)
+    _check_keys(out_t, "outbox", "outbox", errors)
+    od = OutboxSettings()
+    outbox = OutboxSettings(
+        poll_seconds=_typed(out_t, "poll_seconds", float, "outbox", errors, od.poll_seconds),
+        reconcile_seconds=_typed(out_t, "reconcile_seconds", float, "outbox", errors, od.reconcile_seconds),
+        lease_seconds=_typed(out_t, "lease_seconds", float, "outbox", errors, od.lease_seconds),
+    )
+    for name in ("poll_seconds", "reconcile_seconds", "lease_seconds"):
+        if getattr(outbox, name) <= 0:
+            errors.add(f"outbox.{name}", "must be a positive number of seconds")
+
     log_t = _table(data, "logging", "", errors)
     _check_keys(log_t, "logging", "logging", errors)
     level = str(_typed(log_t, "level", str, "logging", errors, "INFO")).upper()
@@ -494,5 +518,5 @@ def load_config(path: Path | str | None = None, *, env: Mapping[str, str] | None
         path=file, state_dir=_path(base, state_raw) or Path(".vtdui"),
         hooks_dir=_path(base, hooks_raw) if hooks_raw else None,
         hapi=hapi, viatrajectoire=vt, legal_entities=entities, sync=sync, retry=retry, receiver=receiver,
-        log_level=level, log_format=fmt,
+        outbox=outbox, log_level=level, log_format=fmt,
     )

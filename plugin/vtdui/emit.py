@@ -33,6 +33,7 @@ Choices for the errors of :mod:`vtdui.viatrajectoire.client`:
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import json
 import logging
@@ -75,6 +76,7 @@ from vtdui.outbox import ItemState, NewItem, Outbox, OutboxItem, normalize_insta
 
 __all__ = [
     "AUDIT_TAG",
+    "CURRENT_ITEM",
     "DeliveryReport",
     "Emitter",
     "OutboundClient",
@@ -89,6 +91,10 @@ log = logging.getLogger(__name__)
 #: Tag of the AuditEvents the emitter writes (``AuditEvent?_tag=urn:vtdui:audit|emission``).
 AUDIT_TAG = {"system": "urn:vtdui:audit", "code": "emission"}
 _NOTE_AUTHOR = "vtdui"
+#: The outbox item being sent by this thread while the ViaTrajectoire client runs (``None`` otherwise):
+#: lets an ``on_exchange`` trace recorder attach each HTTP attempt to its item (``vtdui evidence``).
+CURRENT_ITEM: contextvars.ContextVar[OutboxItem | None] = contextvars.ContextVar("vtdui_current_item",
+                                                                               default=None)
 #: A Consent that names neither its establishment nor an Organization is matched against the work lists
 #: of at most this many establishments (one search each).
 _MAX_CONSENT_LOOKUPS = 50
@@ -191,7 +197,7 @@ class Emitter:
 
     def __init__(self, config: Config, outbox: Outbox, client_for: Callable[[LegalEntity], OutboundClient],
                  pm: pluggy.PluginManager, store: OutboundStore, state: OutboundState, *,
-                 on_consent_accepted: Callable[[str, str], None] | None = None, dry_run: bool = False,
+                 on_consent_accepted: Callable[[str, str], object] | None = None, dry_run: bool = False,
                  out: Callable[[str], None] | None = None, worker: str | None = None) -> None:
         self.config = config
         self.outbox = outbox
@@ -357,14 +363,24 @@ class Emitter:
 
     # -- delivering --------------------------------------------------------------------------------------
 
-    def run_pending(self, limit: int = 50) -> DeliveryReport:
-        """Deliver the eligible items (head of each decision, due), oldest first; return what happened."""
+    def run_pending(self, limit: int = 50, *, should_stop: Callable[[], bool] | None = None) -> DeliveryReport:
+        """Deliver the eligible items (head of each decision, due), oldest first; return what happened.
+
+        Args:
+            limit: at most this many items handled.
+            should_stop: asked before each item; when it answers ``True`` (shutdown) the items claimed
+                but not started are given back untouched (pending, due now) and the call returns.
+        """
         report = DeliveryReport()
         while report.attempted < limit:
             items = self.outbox.claim(self.worker, min(limit - report.attempted, 50))
             if not items:
                 break
-            for item in items:
+            for index, item in enumerate(items):
+                if should_stop is not None and should_stop():
+                    for parked in items[index:]:
+                        self.outbox.release(parked)
+                    return report
                 self._deliver(item, report)
             if self.dry_run:
                 break  # released items are eligible again at once: one pass only
@@ -400,11 +416,7 @@ class Emitter:
             report.dry_run.append(item.idempotency_key)
             return
         try:
-            client = self.client_for(entity)
-            if item.kind == "consent":
-                created = client.post_consent(establishment.finess_eg, resource)
-            else:
-                created = client.post_task(establishment.finess_eg, resource)
+            created = self._post(entity, establishment.finess_eg, item, resource)
         except (RetriableError, AuthError) as exc:
             outcome = exc.outcome if isinstance(exc, RemoteError) else None
             updated = self.outbox.mark_retry(item, str(exc), getattr(exc, "retry_after", None), outcome)
@@ -441,6 +453,16 @@ class Emitter:
                 except Exception:  # the evaluation is fetched by the next sync cycle anyway
                     log.exception("fetching the evaluation after consent item %d failed; the next sync "
                                   "cycle will fetch it", item.id)
+
+    def _post(self, entity: LegalEntity, finess_eg: str, item: OutboxItem, resource: dict[str, Any]) -> Any:
+        token = CURRENT_ITEM.set(item)
+        try:
+            client = self.client_for(entity)
+            if item.kind == "consent":
+                return client.post_consent(finess_eg, resource)
+            return client.post_task(finess_eg, resource)
+        finally:
+            CURRENT_ITEM.reset(token)
 
     def _fail(self, item: OutboxItem, report: DeliveryReport, error: VtduiError, outcome: dict[str, Any] | None,
               context: OutboundContext | None = None, resource: dict[str, Any] | None = None, *,

@@ -211,6 +211,11 @@ class OutboxBackend(ABC):
     def close(self) -> None:
         """Release the connection."""
 
+    def oldest_unsent(self) -> datetime | None:
+        """``first_enqueued_at`` of the oldest pending or sending item (backends may do it in one query)."""
+        items = self.list(states=[ItemState.PENDING, ItemState.SENDING])
+        return min((item.first_enqueued_at for item in items), default=None)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -389,6 +394,13 @@ class SQLiteOutboxBackend(OutboxBackend):
         found.update({r[0]: int(r[1]) for r in rows})
         return found
 
+    def oldest_unsent(self) -> datetime | None:
+        """See :meth:`OutboxBackend.oldest_unsent`."""
+        with self._lock:
+            row = self._db.execute("SELECT min(first_enqueued_at) FROM outbox "
+                                   "WHERE state IN ('pending', 'sending')").fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
     def close(self) -> None:
         """See :meth:`OutboxBackend.close`."""
         with self._lock:
@@ -510,6 +522,34 @@ class Outbox:
         """Give a claimed item back untouched (dry run, shutdown): pending, due now, attempt not counted."""
         return self.backend.update(item.id, now=self.clock(), state=ItemState.PENDING,
                                    attempts=max(item.attempts - 1, 0), locked_by=None, locked_until=None)
+
+    def recover(self, is_dead: Callable[[str], bool]) -> list[OutboxItem]:
+        """Give back the items a dead worker had claimed, without waiting for their lease to expire.
+
+        A worker killed while sending leaves its items ``sending``. At start, ``vtdui run`` asks which
+        workers are dead (same host, process gone) and makes their items due now. The POST of such an
+        item may have reached ViaTrajectoire before the kill: it is sent again (at least once).
+
+        Args:
+            is_dead: tells whether the worker named in ``locked_by`` is certainly gone.
+
+        Returns:
+            The items given back.
+        """
+        recovered: list[OutboxItem] = []
+        for item in self.backend.list(states=[ItemState.SENDING]):
+            if item.locked_by is not None and is_dead(item.locked_by):
+                now = self.clock()
+                recovered.append(self.backend.update(
+                    item.id, now=now, state=ItemState.PENDING, next_attempt_at=now, locked_by=None,
+                    locked_until=None, last_error="its worker stopped while sending: sent again (the first POST "
+                                                  "may have reached ViaTrajectoire)"))
+        return recovered
+
+    def oldest_pending_age(self) -> float | None:
+        """Seconds since the oldest unsent item (pending or sending) was queued; ``None`` when there is none."""
+        oldest = self.backend.oldest_unsent()
+        return None if oldest is None else max((self.clock() - oldest).total_seconds(), 0.0)
 
     # -- operator -----------------------------------------------------------------------------------
 

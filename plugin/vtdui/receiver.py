@@ -35,18 +35,21 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from vtdui.errors import ConfigError, HapiError, VtduiError
 from vtdui.outbox import OutboxItem
 from vtdui.profiles import profiles_dir
 
 __all__ = [
+    "HOOK_PATH",
     "SECRET_HEADER",
     "SUBSCRIPTION_TAG",
     "InstalledSubscription",
     "ResourceSink",
+    "check_subscriptions",
     "create_app",
+    "hook_endpoint",
     "install_subscriptions",
     "subscription_templates",
 ]
@@ -57,6 +60,8 @@ log = logging.getLogger(__name__)
 SECRET_HEADER: Final = "X-Vtdui-Secret"  # noqa: S105 - a header name, not a secret
 #: ``meta.tag`` of the Subscriptions vtdui installs.
 SUBSCRIPTION_TAG: Final = {"system": "urn:vtdui:fhir:tag", "code": "subscription"}
+#: Path of the endpoint HAPI calls, under the receiver's base URL.
+HOOK_PATH: Final = "/vtdui/hook"
 _TYPES: Final = frozenset({"Task", "Consent"})
 _MAX_BODY: Final = 5 * 1024 * 1024
 
@@ -73,8 +78,9 @@ def _problem(status: int, code: str, text: str) -> JSONResponse:
     return JSONResponse(outcome, status_code=status, media_type="application/fhir+json")
 
 
-def create_app(sink: ResourceSink, secret: str, *, path: str = "/vtdui/hook",
-               on_enqueued: Callable[[], None] | None = None) -> Starlette:
+def create_app(sink: ResourceSink, secret: str, *, path: str = HOOK_PATH,
+               on_enqueued: Callable[[], None] | None = None,
+               extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     """Build the receiver's ASGI application.
 
     Args:
@@ -82,6 +88,7 @@ def create_app(sink: ResourceSink, secret: str, *, path: str = "/vtdui/hook",
         secret: the shared secret HAPI sends in ``X-Vtdui-Secret``; must not be empty.
         path: the endpoint path configured in the Subscriptions.
         on_enqueued: called after a delivery produced outbox items (wakes the delivery worker).
+        extra_routes: more routes served on the same port (``vtdui run`` adds ``/metrics`` and ``/health``).
 
     Raises:
         ConfigError: no secret (a receiver anyone can feed would let anyone send statuses).
@@ -137,6 +144,7 @@ def create_app(sink: ResourceSink, secret: str, *, path: str = "/vtdui/hook",
         Route(base + "/{resource_type}", handle, methods=["POST"]),
         Route(base + "/{resource_type}/{resource_id}", handle, methods=["PUT", "POST", "DELETE"]),
         Route("/healthz", health, methods=["GET"]),
+        *extra_routes,
     ]
     return Starlette(routes=routes)
 
@@ -245,3 +253,36 @@ def install_subscriptions(store: SubscriptionStore, endpoint: str, secret: str, 
         log.info("Subscription/%s %s (%s)", wanted["id"], "installed" if changed else "unchanged",
                  wanted.get("criteria"))
     return installed
+
+
+def hook_endpoint(host: str, port: int, public_url: str | None = None) -> str:
+    """The URL HAPI must call, ending with :data:`HOOK_PATH`.
+
+    ``receiver.public_url`` when HAPI reaches the receiver through another name (a proxy, a container
+    network), else ``http://host:port``.
+    """
+    if public_url:
+        base = public_url.rstrip("/")
+        return base if base.endswith(HOOK_PATH) else base + HOOK_PATH
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - a comparison, not a bind
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}{HOOK_PATH}"
+
+
+def check_subscriptions(store: SubscriptionStore, endpoint: str, secret: str, *,
+                        templates: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
+    """Say what is wrong with the installed Subscriptions (empty list: all active and pointing here).
+
+    Used by ``vtdui run`` at start: a missing, errored or misdirected Subscription means local
+    changes only reach vtdui through the (slower) reconciliation, so it is logged loudly.
+    """
+    problems: list[str] = []
+    for template in templates if templates is not None else subscription_templates():
+        wanted = _render(template, endpoint, secret)
+        current = store.read("Subscription", str(wanted["id"]))
+        if current is None:
+            problems.append(f"Subscription/{wanted['id']} is not installed (run `vtdui setup`)")
+        elif not _same(current, wanted):
+            problems.append(f"Subscription/{wanted['id']} is {current.get('status')} or points elsewhere than "
+                            f"{endpoint} (run `vtdui setup` with this configuration)")
+    return problems

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 #: ``finess_eg`` column of the reconciliation cursors in the state store.
 CURSOR_OWNER = "hapi"
+_TYPES = ("Task", "Consent")
 
 
 class CursorState(Protocol):
@@ -71,6 +72,20 @@ class Reconciler:
         self.state = state
         self.overlap = timedelta(seconds=overlap_seconds)
         self.clock = clock
+
+    def start_cursors(self) -> list[str]:
+        """Set the cursors that do not exist yet to now (``vtdui setup``); return the resource types set.
+
+        From then on, a change made while vtdui is down is found by the first pass after it starts.
+        """
+        started: list[str] = []
+        now = self.clock()
+        for resource_type in _TYPES:
+            flux = f"outbound:{resource_type}"
+            if self.state.cursor(CURSOR_OWNER, flux) is None:
+                self.state.commit_cursor(CURSOR_OWNER, flux, now)
+                started.append(resource_type)
+        return started
 
     def run_once(self) -> ReconcileReport:
         """One pass over Task (work-list items) and Consent.

@@ -1,0 +1,70 @@
+"""``vtdui setup``: install into HAPI what vtdui needs; running it again changes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vtdui.config import load_config
+from vtdui.errors import ConfigError
+from vtdui.logs import setup_logging
+from vtdui.profiles import install_terminology
+from vtdui.receiver import hook_endpoint, install_subscriptions
+from vtdui.runtime import Runtime
+
+__all__ = ["setup"]
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Configuration file (default: $VTDUI_CONFIG or ./vtdui.toml).")
+@click.option("--endpoint", default=None,
+              help="URL HAPI calls for REST hooks (default: receiver.public_url, else http://receiver.host:port"
+                   "/vtdui/hook).")
+@click.option("--no-terminology", is_flag=True, help="Do not install the NOS terminology snapshot.")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for HAPI to activate the Subscriptions.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+def setup(config_path: Path | None, endpoint: str | None, no_terminology: bool, timeout: float,
+          as_json: bool) -> None:
+    """Install the REST-hook Subscriptions and the terminology into HAPI; start the reconciliation cursors.
+
+    The Subscriptions (profiles/subscriptions) send work-list Task and active Consent changes to the
+    receiver of `vtdui run` with the receiver.secret header; the terminology (profiles/terminology) gives
+    HAPI the NOS CodeSystems, JDV ValueSets and ASS_A32 for $validate and $expand; the reconciliation
+    cursors make changes from now on found even while `vtdui run` is not running.
+    """
+    config = load_config(config_path)
+    setup_logging(config.log_level, config.log_format)
+    secret = config.receiver.secret
+    if not secret:
+        raise ConfigError("receiver.secret is empty: set a long random value (receiver.secret = "
+                          "\"env:VTDUI_RECEIVER_SECRET\"); HAPI sends it to the receiver in every delivery")
+    target = endpoint or hook_endpoint(config.receiver.host, config.receiver.port, config.receiver.public_url)
+    done: dict[str, Any] = {"endpoint": target}
+    with Runtime(config) as runtime:
+        subscriptions = install_subscriptions(runtime.store, target, secret, timeout=timeout)
+        done["subscriptions"] = [{"id": s.id, "criteria": s.criteria, "status": s.status, "changed": s.changed}
+                                 for s in subscriptions]
+        if not no_terminology:
+            report = install_terminology(config.hapi.base_url)
+            done["terminology"] = {"created": report.created, "updated": report.updated,
+                                   "unchanged": len(report.unchanged)}
+        done["reconciliation_cursors_started"] = runtime.reconciler.start_cursors()
+    if as_json:
+        click.echo(json.dumps(done, indent=2))
+        return
+    click.echo(f"HAPI {config.hapi.base_url}")
+    for sub in done["subscriptions"]:
+        click.echo(f"  Subscription/{sub['id']} {sub['status']} ({'installed' if sub['changed'] else 'unchanged'})"
+                   f": {sub['criteria']} -> {target}")
+    if "terminology" in done:
+        term = done["terminology"]
+        click.echo(f"  terminology: {len(term['created'])} created, {len(term['updated'])} updated, "
+                   f"{term['unchanged']} unchanged")
+    started = done["reconciliation_cursors_started"]
+    click.echo("  reconciliation cursors: " + (f"started for {', '.join(started)}" if started else "already set"))
+    click.echo("Next: `vtdui run` (it must listen where the Subscriptions point).")

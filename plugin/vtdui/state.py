@@ -279,6 +279,12 @@ class StateStore:
             rows = self._db.execute(sql + " ORDER BY first_seen").fetchall()
         return [_quarantine_item(r) for r in rows]
 
+    def resolve_quarantine(self, vt_id: str, finess_eg: str) -> None:
+        """Mark the quarantine entries of one ViaTrajectoire resource resolved (it was stored since)."""
+        with self._tx() as db:
+            db.execute("UPDATE quarantine SET resolved_at=? WHERE vt_id=? AND finess_eg=? AND resolved_at IS NULL",
+                       (_now(), vt_id, finess_eg))
+
     # -- flux 5 statuses waiting for their decision ---------------------------------------------------
 
     def keep_status(self, *, vt_task_id: str, finess_eg: str, id_nat_decision: str, last_updated: str,

@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from vtdui import sdo
 from vtdui.cda.parse import decode_attachment, parse_decision, parse_evaluation
-from vtdui.errors import DocumentError, HapiError, RetriableError, VtduiError
+from vtdui.errors import AuthError, DocumentError, HapiError, RemoteError, RetriableError, VtduiError
 from vtdui.hookcontext import InboundContext, RejectedDocument
+from vtdui.viatrajectoire.client import ConsentRequiredError
 
 if TYPE_CHECKING:
     import pluggy
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
 MAX_QUARANTINE_RETRIES = 5
+#: Kept inside the J-30 bound: ViaTrajectoire counts the 30 days on its clock, when the request arrives.
+LOOKBACK_MARGIN = timedelta(minutes=5)
 
 
 class VTClient(Protocol):
@@ -172,10 +175,16 @@ class SyncEngine:
     # -- windows ------------------------------------------------------------------------------------
 
     def _since(self, finess_eg: str, flux: str, now: datetime) -> datetime:
+        """Lower bound of the next search: J-30 at first connection, else the committed cursor minus the overlap.
+
+        Both J-30 bounds keep :data:`LOOKBACK_MARGIN` inside the window, because ViaTrajectoire measures
+        "30 days" on its own clock when the request arrives, a little later than ``now``.
+        """
         cursor = self.state.cursor(finess_eg, flux)
-        oldest = now - timedelta(days=self.config.sync.max_lookback_days)
+        oldest = now - timedelta(days=self.config.sync.max_lookback_days) + LOOKBACK_MARGIN
         if cursor is None:
-            return now - timedelta(days=self.config.sync.first_lookback_days)
+            first = now - timedelta(days=self.config.sync.first_lookback_days) + LOOKBACK_MARGIN
+            return max(first, oldest)
         since = cursor.instant - timedelta(seconds=self.config.sync.overlap_seconds)
         if since < oldest:
             log.warning("cursor of flux %s for %s is older than %d days: searching from J-%d only",
@@ -189,7 +198,9 @@ class SyncEngine:
         eg = context.establishment.finess_eg
         window_start = self.clock()
         since = self._since(eg, "1", window_start)
-        hits = list(client.search_decisions(eg, since))
+        results = client.search_decisions(eg, since)
+        hits = list(results)
+        window_end = _server_time(results, window_start)
         retry = [q for q in self.state.quarantined() if q.finess_eg == eg and q.flux == "1"
                  and q.attempts < MAX_QUARANTINE_RETRIES]
         listed = {str(_hit_field(h, "id")) for h in hits}
@@ -199,17 +210,26 @@ class SyncEngine:
         total = len(todo)
         for done, (vt_id, last_updated) in enumerate(todo, start=1):
             if last_updated and self.state.seen(vt_id, eg, last_updated):
-                report.decisions_unchanged += 1
+                report.decisions_unchanged += 1  # listed again by the overlap, or unchanged: dedupe
             else:
-                self._one_decision(client, context, report, vt_id)
+                self._one_decision(client, context, report, vt_id, last_updated)
             if self.progress is not None:
                 self.progress(eg, done, total)
-        self.state.commit_cursor(eg, "1", window_start)
+        # every item of the window is in HAPI or in the quarantine: the cursor may move
+        self.state.commit_cursor(eg, "1", window_end)
 
     def _one_decision(self, client: VTClient, context: InboundContext, report: EstablishmentReport,
-                      vt_id: str) -> None:
+                      vt_id: str, listed_last_updated: str | None = None) -> None:
         eg = context.establishment.finess_eg
-        document = client.read_document(eg, vt_id)
+        try:
+            document = client.read_document(eg, vt_id)
+        except AuthError:
+            raise  # the whole establishment is refused: not this document's fault
+        except RemoteError as exc:
+            # refused for this id only (gone, no longer notified, unreadable answer): keep it visible
+            self._reject(context, report, flux="1", vt_id=vt_id, last_updated=listed_last_updated,
+                         reason="read-refused", message=str(exc), raw=None)
+            return
         last_updated = str(document.get("meta", {}).get("lastUpdated", ""))
         if last_updated and self.state.seen(vt_id, eg, last_updated):
             report.decisions_unchanged += 1
@@ -222,27 +242,51 @@ class SyncEngine:
                                     reason="no-data")
             raw = decode_attachment(data, max_bytes=MAX_DOCUMENT_BYTES)
             parsed = parse_decision(raw)
+            official = _official_identifier(document)
+            if official is not None and official != parsed.id_nat_decision:
+                raise DocumentError("the CDA setId (idNat_Decision) differs from the DocumentReference's official "
+                                    "identifier", reason="identifier-mismatch")
         except DocumentError as exc:
             self._reject(context, report, flux="1", vt_id=vt_id, last_updated=last_updated, reason=exc.reason,
                          message=str(exc), raw=raw if raw is not None else _raw_data(data))
             return
-        entries = self.pm.hook.map_decision(document=parsed, context=context)
-        if not entries:
-            self._reject(context, report, flux="1", vt_id=vt_id, last_updated=last_updated, reason="no-mapping",
-                         message="no map_decision implementation returned resources", raw=raw)
-            return
+        if self._map_and_store(context, report, flux="1", vt_id=vt_id, last_updated=last_updated, raw=raw,
+                               hook="map_decision", document=parsed):
+            self.state.mark_stored(vt_id, eg, last_updated, parsed.id_nat_decision, "decision")
+            report.decisions_stored += 1
+            self._apply_pending(context, report, parsed.id_nat_decision)
+
+    def _map_and_store(self, context: InboundContext, report: EstablishmentReport, *, flux: str, vt_id: str,
+                       last_updated: str | None, raw: bytes | None, hook: str, document: Any) -> bool:
+        """Run the mapping hook and the transaction; quarantine what cannot be stored. True when stored.
+
+        A hook that raises, or a 4xx from HAPI, keeps the document aside and the batch goes on; a passing
+        fault of HAPI (:class:`RetriableError`) propagates, so the cursor stays where it was.
+        """
         try:
-            self._store(entries, context)
+            entries = getattr(self.pm.hook, hook)(document=document, context=context)
+            if entries:
+                self.pm.hook.before_store(entries=entries, context=context)
+        except Exception as exc:  # a plugin's bug must not stop the batch
+            log.warning("flux %s document %s: hook %s failed (%s)", flux, vt_id, hook, type(exc).__name__)
+            self._reject(context, report, flux=flux, vt_id=vt_id, last_updated=last_updated,
+                         reason="mapping-failed", message=f"{hook} or before_store raised {type(exc).__name__}",
+                         raw=raw)
+            return False
+        if not entries:
+            self._reject(context, report, flux=flux, vt_id=vt_id, last_updated=last_updated, reason="no-mapping",
+                         message=f"no {hook} implementation returned resources", raw=raw)
+            return False
+        try:
+            self._write(entries, context)
         except HapiError as exc:
             if exc.status is not None and 400 <= exc.status < 500:
                 # HAPI refused what the mapping produced: keep the document aside, go on with the others
-                self._reject(context, report, flux="1", vt_id=vt_id, last_updated=last_updated,
+                self._reject(context, report, flux=flux, vt_id=vt_id, last_updated=last_updated,
                              reason="hapi-rejected", message=str(exc), raw=raw)
-                return
+                return False
             raise
-        self.state.mark_stored(vt_id, eg, last_updated, parsed.id_nat_decision, "decision")
-        report.decisions_stored += 1
-        self._apply_pending(context, report, parsed.id_nat_decision)
+        return True
 
     # -- flux 3 ---------------------------------------------------------------------------------------
 
@@ -251,15 +295,33 @@ class SyncEngine:
             return
         eg = context.establishment.finess_eg
         for id_nat in self.state.evaluations_due(eg):
-            self.fetch_evaluation(client, context, report, id_nat)
+            if not self.state.known_decision(id_nat, eg):
+                continue  # the evaluation links to the decision: wait until the decision is in HAPI
+            try:
+                self.fetch_evaluation(client, context, report, id_nat)
+            except ConsentRequiredError:
+                # ViaTrajectoire does not see the consent (yet): try again next cycle
+                log.info("flux 3 for %s: consent not registered yet for one decision", eg)
 
     def fetch_evaluation(self, client: VTClient, context: InboundContext, report: EstablishmentReport,
                          id_nat_decision: str) -> bool:
-        """Fetch and store the evaluation of one decision (flux 3); return True when stored."""
+        """Fetch and store the evaluation of one decision (flux 3); return True when stored.
+
+        Raises:
+            ConsentRequiredError: ViaTrajectoire answered 403 (no consent registered for this decision).
+            RetriableError: ViaTrajectoire or HAPI is unreachable (nothing was recorded).
+        """
         eg = context.establishment.finess_eg
-        documents = client.search_evaluation(eg, id_nat_decision)
-        if not documents:
+        try:
+            documents = client.search_evaluation(eg, id_nat_decision)
+        except AuthError:
+            raise
+        except RemoteError as exc:
+            self._reject(context, report, flux="3", vt_id=f"evaluation:{id_nat_decision}", last_updated=None,
+                         reason="read-refused", message=str(exc), raw=None)
             return False
+        if not documents:
+            return False  # empty searchset: no consent registered yet, or no evaluation
         document = documents[0]
         vt_id = str(document.get("id", id_nat_decision))
         last_updated = str(document.get("meta", {}).get("lastUpdated", ""))
@@ -270,15 +332,18 @@ class SyncEngine:
                 raise DocumentError("the evaluation DocumentReference carries no CDA", reason="no-data")
             raw = decode_attachment(data, max_bytes=MAX_DOCUMENT_BYTES)
             parsed = parse_evaluation(raw)
+            if parsed.id_nat_decision != id_nat_decision:
+                raise DocumentError("the evaluation CDA setId (idNat_Decision) is not the decision asked for",
+                                    reason="identifier-mismatch")
         except DocumentError as exc:
             self._reject(context, report, flux="3", vt_id=vt_id, last_updated=last_updated, reason=exc.reason,
                          message=str(exc), raw=raw if raw is not None else _raw_data(data))
             return False
-        entries = self.pm.hook.map_evaluation(document=parsed, context=context)
-        if not entries:
+        if not self._map_and_store(context, report, flux="3", vt_id=vt_id, last_updated=last_updated, raw=raw,
+                                   hook="map_evaluation", document=parsed):
             return False
-        self._store(entries, context)
         self.state.mark_stored(vt_id, eg, last_updated, id_nat_decision, "evaluation")
+        self.state.resolve_quarantine(f"evaluation:{id_nat_decision}", eg)
         self.state.mark_evaluation_fetched(id_nat_decision, eg, str(document.get("meta", {}).get("versionId", "")))
         report.evaluations_stored += 1
         return True
@@ -289,7 +354,8 @@ class SyncEngine:
         eg = context.establishment.finess_eg
         window_start = self.clock()
         since = self._since(eg, "5", window_start)
-        for task in client.search_statuses(eg, since):
+        results = client.search_statuses(eg, since)
+        for task in results:
             id_nat = id_nat_decision_of_task(task)
             vt_task_id = str(task.get("id", ""))
             if not id_nat or not vt_task_id:
@@ -299,8 +365,10 @@ class SyncEngine:
             if self.state.keep_status(vt_task_id=vt_task_id, finess_eg=eg, id_nat_decision=id_nat,
                                       last_updated=last_updated, body=task):
                 report.statuses_received += 1
+        window_end = _server_time(results, window_start)
         self._apply_pending(context, report, None)
-        self.state.commit_cursor(eg, "5", window_start)
+        # the statuses are kept in the state store (applied, or waiting for their decision): the cursor may move
+        self.state.commit_cursor(eg, "5", window_end)
 
     def _apply_pending(self, context: InboundContext, report: EstablishmentReport,
                        id_nat_decision: str | None) -> None:
@@ -310,25 +378,60 @@ class SyncEngine:
             if not self.state.known_decision(pending.id_nat_decision, eg):
                 waiting += 1
                 continue
-            worklist = self.store.worklist_item(pending.id_nat_decision, eg)
-            if worklist is None:
+            if self._apply_one(context, pending.body, pending.vt_task_id, pending.last_updated):
+                self.state.mark_status_applied(pending.vt_task_id, eg)
+                report.statuses_applied += 1
+            else:
                 waiting += 1
-                continue
-            ctx = InboundContext(config=context.config, legal_entity=context.legal_entity,
-                                 establishment=context.establishment, source=context.source, now=context.now,
-                                 worklist_task=worklist)
-            entries = self.pm.hook.map_remote_status(task=pending.body, context=ctx)
-            if entries:
-                self._store(entries, ctx)
-            self.state.mark_status_applied(pending.vt_task_id, eg)
-            report.statuses_applied += 1
         if id_nat_decision is None:
             report.statuses_waiting = waiting
 
+    def _apply_one(self, context: InboundContext, task: dict[str, Any], vt_task_id: str,
+                   last_updated: str) -> bool:
+        """Apply one flux-5 status to its work-list item; False when it must wait (kept pending).
+
+        The update is guarded by the version read (``If-Match``): when a DUI user changed the item in
+        between (HTTP 412), the item is read again and the status applied once more.
+        """
+        eg = context.establishment.finess_eg
+        id_nat = id_nat_decision_of_task(task) or ""
+        for attempt in range(2):
+            worklist = self.store.worklist_item(id_nat, eg)
+            if worklist is None:
+                return False
+            ctx = InboundContext(config=context.config, legal_entity=context.legal_entity,
+                                 establishment=context.establishment, source=context.source, now=context.now,
+                                 worklist_task=worklist)
+            try:
+                entries = self.pm.hook.map_remote_status(task=task, context=ctx)
+                if entries:
+                    self.pm.hook.before_store(entries=entries, context=ctx)
+            except Exception as exc:  # a plugin's bug must not stop the other statuses
+                self.state.quarantine(finess_eg=eg, flux="5", vt_id=vt_task_id, last_updated=last_updated,
+                                      reason="mapping-failed",
+                                      message=f"map_remote_status or before_store raised {type(exc).__name__}",
+                                      raw=None)
+                return False
+            if not entries:
+                return True  # already recorded, or this establishment's own status read back
+            try:
+                self._write(entries, ctx)
+            except HapiError as exc:
+                if exc.status == 412 and attempt == 0:
+                    continue  # changed meanwhile by a DUI user: read it again
+                if exc.status is not None and 400 <= exc.status < 500:
+                    self.state.quarantine(finess_eg=eg, flux="5", vt_id=vt_task_id, last_updated=last_updated,
+                                          reason="hapi-rejected", message=str(exc), raw=None)
+                    return False
+                raise
+            self.state.resolve_quarantine(vt_task_id, eg)
+            return True
+        return False
+
     # -- shared --------------------------------------------------------------------------------------
 
-    def _store(self, entries: list[dict[str, Any]], context: InboundContext) -> dict[str, Any]:
-        self.pm.hook.before_store(entries=entries, context=context)
+    def _write(self, entries: list[dict[str, Any]], context: InboundContext) -> dict[str, Any]:
+        """Write prepared entries in one HAPI transaction, then call the ``after_store`` observers."""
         response = self.store.transaction(entries)
         try:
             self.pm.hook.after_store(entries=entries, response=response, context=context)
@@ -348,6 +451,26 @@ class SyncEngine:
             self.pm.hook.on_document_rejected(rejected=rejected, context=context)
         except Exception:
             log.exception("an on_document_rejected hook failed")
+
+
+def _server_time(results: Any, fallback: datetime) -> datetime:
+    """Where a window ends: the ViaTrajectoire clock (``Date`` of the first page) when known, else ``fallback``.
+
+    The ``Date`` header has a one-second resolution (truncated), so it never lies after the moment the
+    server selected the results.
+    """
+    value = getattr(results, "server_time", None)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    return fallback
+
+
+def _official_identifier(document: dict[str, Any]) -> str | None:
+    """The ``official`` identifier (idNat_Decision) of an ESMSDocumentReference, if it carries one."""
+    for ident in document.get("identifier") or []:
+        if isinstance(ident, dict) and ident.get("use") == "official" and isinstance(ident.get("value"), str):
+            return str(ident["value"])
+    return None
 
 
 def _hit_field(hit: Any, name: str) -> Any:

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,6 +40,7 @@ from vtdui.viatrajectoire.client import ConsentRequiredError
 if TYPE_CHECKING:
     import pluggy
 
+    from vtdui.cda.records import DecisionDocument
     from vtdui.config import Config, Establishment, LegalEntity
     from vtdui.state import StateStore
     from vtdui.store import HapiStore
@@ -48,6 +51,8 @@ log = logging.getLogger(__name__)
 
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
 MAX_QUARANTINE_RETRIES = 5
+#: Flux 1.3 reads in flight ahead of the document being stored.
+PREFETCH = 4
 #: Kept inside the J-30 bound: ViaTrajectoire counts the 30 days on its clock, when the request arrives.
 LOOKBACK_MARGIN = timedelta(minutes=5)
 
@@ -138,6 +143,8 @@ class SyncEngine:
         self.client_for = client_for
         self.clock = clock
         self.progress = progress
+        #: flux 1.3 reads in flight ahead of the document being written (at least 1)
+        self.prefetch = PREFETCH
 
     # -- the cycle ---------------------------------------------------------------------------------
 
@@ -208,21 +215,45 @@ class SyncEngine:
                                               for h in hits]
         todo += [(q.vt_id, q.last_updated) for q in retry if q.vt_id not in listed]
         total = len(todo)
-        for done, (vt_id, last_updated) in enumerate(todo, start=1):
-            if last_updated and self.state.seen(vt_id, eg, last_updated):
-                report.decisions_unchanged += 1  # listed again by the overlap, or unchanged: dedupe
-            else:
-                self._one_decision(client, context, report, vt_id, last_updated)
-            if self.progress is not None:
-                self.progress(eg, done, total)
+        fresh = [(vt_id, last_updated) for vt_id, last_updated in todo
+                 if not (last_updated and self.state.seen(vt_id, eg, last_updated))]
+        done = total - len(fresh)
+        report.decisions_unchanged += done  # listed again by the overlap, or unchanged: dedupe
+        if self.progress is not None and done:
+            self.progress(eg, done, total)
+        # Reads (flux 1.3) and CDA parsing run a few documents ahead in threads while this thread maps and
+        # writes in order: ViaTrajectoire's latency hides behind HAPI's, and the writes keep their order.
+        with ThreadPoolExecutor(max_workers=max(self.prefetch, 1), thread_name_prefix="vtdui-flux1") as pool:
+            pending: deque[Future[_Fetched]] = deque()
+            ahead = iter(fresh)
+
+            def submit_next() -> None:
+                item = next(ahead, None)
+                if item is not None:
+                    pending.append(pool.submit(_fetch_decision, client, eg, item[0]))
+
+            for _ in range(max(self.prefetch, 1)):
+                submit_next()
+            try:
+                for vt_id, last_updated in fresh:
+                    future = pending.popleft()
+                    submit_next()
+                    self._one_decision(context, report, vt_id, last_updated, future.result)
+                    done += 1
+                    if self.progress is not None:
+                        self.progress(eg, done, total)
+            finally:
+                for future in pending:
+                    future.cancel()
         # every item of the window is in HAPI or in the quarantine: the cursor may move
         self.state.commit_cursor(eg, "1", window_end)
 
-    def _one_decision(self, client: VTClient, context: InboundContext, report: EstablishmentReport,
-                      vt_id: str, listed_last_updated: str | None = None) -> None:
+    def _one_decision(self, context: InboundContext, report: EstablishmentReport, vt_id: str,
+                      listed_last_updated: str | None, read: Callable[[], _Fetched]) -> None:
+        """Store one decision document; ``read`` gives it read and parsed, or raises what the read raised."""
         eg = context.establishment.finess_eg
         try:
-            document = client.read_document(eg, vt_id)
+            fetched = read()
         except AuthError:
             raise  # the whole establishment is refused: not this document's fault
         except RemoteError as exc:
@@ -230,27 +261,17 @@ class SyncEngine:
             self._reject(context, report, flux="1", vt_id=vt_id, last_updated=listed_last_updated,
                          reason="read-refused", message=str(exc), raw=None)
             return
-        last_updated = str(document.get("meta", {}).get("lastUpdated", ""))
+        last_updated = fetched.last_updated
         if last_updated and self.state.seen(vt_id, eg, last_updated):
             report.decisions_unchanged += 1
             return
-        data, _ = _attachment(document)
-        raw: bytes | None = None
-        try:
-            if data is None:
-                raise DocumentError("the DocumentReference carries no CDA (content.attachment.data is empty)",
-                                    reason="no-data")
-            raw = decode_attachment(data, max_bytes=MAX_DOCUMENT_BYTES)
-            parsed = parse_decision(raw)
-            official = _official_identifier(document)
-            if official is not None and official != parsed.id_nat_decision:
-                raise DocumentError("the CDA setId (idNat_Decision) differs from the DocumentReference's official "
-                                    "identifier", reason="identifier-mismatch")
-        except DocumentError as exc:
-            self._reject(context, report, flux="1", vt_id=vt_id, last_updated=last_updated, reason=exc.reason,
-                         message=str(exc), raw=raw if raw is not None else _raw_data(data))
+        if fetched.error is not None or fetched.parsed is None:
+            error = fetched.error or DocumentError("the document could not be parsed", reason="xml-syntax")
+            self._reject(context, report, flux="1", vt_id=vt_id, last_updated=last_updated, reason=error.reason,
+                         message=str(error), raw=fetched.raw)
             return
-        if self._map_and_store(context, report, flux="1", vt_id=vt_id, last_updated=last_updated, raw=raw,
+        parsed = fetched.parsed
+        if self._map_and_store(context, report, flux="1", vt_id=vt_id, last_updated=last_updated, raw=fetched.raw,
                                hook="map_decision", document=parsed):
             self.state.mark_stored(vt_id, eg, last_updated, parsed.id_nat_decision, "decision")
             report.decisions_stored += 1
@@ -451,6 +472,37 @@ class SyncEngine:
             self.pm.hook.on_document_rejected(rejected=rejected, context=context)
         except Exception:
             log.exception("an on_document_rejected hook failed")
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """A flux-1.3 document read and parsed (in a read-ahead thread): the record, or why it is refused."""
+
+    last_updated: str
+    raw: bytes | None
+    parsed: DecisionDocument | None
+    error: DocumentError | None
+
+
+def _fetch_decision(client: VTClient, finess_eg: str, vt_id: str) -> _Fetched:
+    """Read one decision DocumentReference, decode and parse its CDA (pure: no state, no hook)."""
+    document = client.read_document(finess_eg, vt_id)
+    last_updated = str(document.get("meta", {}).get("lastUpdated", ""))
+    data, _ = _attachment(document)
+    raw: bytes | None = None
+    try:
+        if data is None:
+            raise DocumentError("the DocumentReference carries no CDA (content.attachment.data is empty)",
+                                reason="no-data")
+        raw = decode_attachment(data, max_bytes=MAX_DOCUMENT_BYTES)
+        parsed = parse_decision(raw)
+        official = _official_identifier(document)
+        if official is not None and official != parsed.id_nat_decision:
+            raise DocumentError("the CDA setId (idNat_Decision) differs from the DocumentReference's official "
+                                "identifier", reason="identifier-mismatch")
+    except DocumentError as exc:
+        return _Fetched(last_updated, raw if raw is not None else _raw_data(data), None, exc)
+    return _Fetched(last_updated, raw, parsed, None)
 
 
 def _server_time(results: Any, fallback: datetime) -> datetime:

@@ -315,6 +315,13 @@ class StateStore:
         return [PendingStatus(r["vt_task_id"], r["finess_eg"], r["id_nat_decision"], r["last_updated"],
                               json.loads(r["body"]), r["applied_at"]) for r in rows]
 
+    def waiting_status_count(self) -> dict[str, int]:
+        """Flux-5 statuses kept but not applied yet (their decision is not stored), per establishment."""
+        with self._lock:
+            rows = self._db.execute("SELECT finess_eg, count(*) FROM pending_statuses WHERE applied_at IS NULL "
+                                    "GROUP BY finess_eg ORDER BY finess_eg").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def mark_status_applied(self, vt_task_id: str, finess_eg: str) -> None:
         """Record that a kept status is on the work list."""
         with self._tx() as db:

@@ -27,7 +27,8 @@ def collect_status(state: StateStore) -> dict[str, Any]:
                     "message": q.message, "attempts": q.attempts, "first_seen": q.first_seen, "path": q.path}
                    for q in state.quarantined()]
     result: dict[str, Any] = {"cursors": cursors, "quarantined": quarantined,
-                              "documents_stored": state.document_count()}
+                              "documents_stored": state.document_count(),
+                              "statuses_waiting": state.waiting_status_count()}
     outbox = Outbox.open(state.state_dir)
     try:
         result["outbox"] = outbox.counts()
@@ -59,6 +60,9 @@ def status(config_path: Path | None, as_json: bool) -> None:
         table.add_row(c["finess_eg"], c["flux"], c["cursor"], c["last_success"], str(c["last_success_age_seconds"]))
     console.print(table)
     console.print(f"documents stored: {data['documents_stored']}")
+    waiting = data["statuses_waiting"]
+    console.print("flux-5 statuses waiting for their decision: "
+                  + (", ".join(f"{eg}: {n}" for eg, n in waiting.items()) if waiting else "none"))
     if data["quarantined"]:
         q_table = Table(title="quarantined documents")
         for column in ("establishment", "flux", "document", "reason", "attempts", "message"):

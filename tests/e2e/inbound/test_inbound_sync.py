@@ -200,21 +200,29 @@ def test_flux5_statuses_are_applied_to_the_work_list(backfill: Backfill, runtime
     runtime.sync.run_once()
 
     event(inbound_env.sim, source="esms", finess_eg=b, id_nat_decision=shared, statut_esms="43")
+    establishment_b = inbound_env.sim.context.state.establishment(b)
+    assert establishment_b is not None and establishment_b.units
+    unit = establishment_b.units[0]
+    event(inbound_env.sim, source="esms", finess_eg=b, id_nat_decision=shared, id_unite=unit.id_unite,
+          statut_unite="185")
     event(inbound_env.sim, source="mdph", finess_eg=a, id_nat_decision=shared, statut_esms="46",
           motif_esms="114", description="Refus entériné par la CDAPH")
     event(inbound_env.sim, source="mdph", id_nat_decision=cancelled, statut_esms="37", motif_esms="173",
           description="Décision remplacée")
     report = runtime.sync.run_once()
     assert report.ok
-    assert _by_eg(report)[a].statuses_received == 3
+    assert _by_eg(report)[a].statuses_received == 4
 
     item = _item(runtime, shared, a)
     assert worklist.business_status(item) == "46"
     assert worklist.status_reason(item) == "114"
     assert item["status"] == "rejected"
     assert any(n["text"] == "Refus entériné par la CDAPH" for n in item["note"])
-    others = {r["idNat_Struct"]: r for r in worklist.remote_statuses(item)}
-    assert others[sdo.id_nat_struct(b)]["statutESMS"] == "43"  # another establishment's trial period, shown
+    others = [r for r in worklist.remote_statuses(item) if r["idNat_Struct"] == sdo.id_nat_struct(b)]
+    # another establishment's trial period, ESMS level and unit level, shown without changing our status
+    assert sorted(r.get("statutESMS") or r.get("statutUnite") for r in others) == ["185", "43"]
+    assert all(r["applied"] is False for r in others)
+    assert next(r for r in others if r.get("statutUnite"))["nomUnite"] == unit.nom_unite
     # B sees neither its own status read back nor A's MDPH event
     assert worklist.business_status(_item(runtime, shared, b)) == "39"
     gone = _item(runtime, cancelled, a)
@@ -247,6 +255,10 @@ def test_status_read_before_its_decision_waits_for_it(backfill: Backfill, runtim
     assert any(e.startswith("flux 1") for e in mine.errors)
     assert mine.statuses_received == 1 and mine.statuses_waiting >= 1
     assert runtime.store.worklist_item(id_nat, eg) is None
+    done = subprocess.run([VTDUI, "status", "--config", str(inbound_env.config_path), "--json"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["statuses_waiting"][eg] >= 1
 
     report = runtime.sync.run_once([eg])
     assert report.ok

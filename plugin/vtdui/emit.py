@@ -114,11 +114,13 @@ class OutboundStore(Protocol):
 
 
 def vread(store: OutboundStore, resource_type: str, resource_id: str, version: str) -> dict[str, Any] | None:
-    """One version of a resource, read from its ``_history`` (``None`` when HAPI does not have it)."""
-    for resource in store.history(resource_type, resource_id):
-        if version_of(resource) == version:
-            return resource
-    return None
+    """One version of a resource (``GET Type/id/_history/vid``; ``None`` when HAPI does not have it).
+
+    A versioned read, not the ``_history`` search: HAPI reuses cached search results for about a minute
+    (``reuse_cached_search_results_millis``), so a ``_history`` search made just after a change may not
+    list it yet, while a read always answers from the database.
+    """
+    return store.read(resource_type, f"{resource_id}/_history/{version}")
 
 
 class OutboundClient(Protocol):
@@ -193,13 +195,18 @@ class Emitter:
         dry_run: print the requests instead of sending them (items stay pending).
         out: where a dry run prints (default: the logger).
         worker: this worker's name in the outbox leases.
+        history_floor: for a resource type, the normalised instant (:func:`vtdui.outbox.normalize_instant`)
+            before which versions are not emitted when catching up on versions delivered out of order
+            (``None``: only the delivered version is considered).
     """
 
     def __init__(self, config: Config, outbox: Outbox, client_for: Callable[[LegalEntity], OutboundClient],
                  pm: pluggy.PluginManager, store: OutboundStore, state: OutboundState, *,
                  on_consent_accepted: Callable[[str, str], object] | None = None, dry_run: bool = False,
-                 out: Callable[[str], None] | None = None, worker: str | None = None) -> None:
+                 out: Callable[[str], None] | None = None, worker: str | None = None,
+                 history_floor: Callable[[str], str | None] | None = None) -> None:
         self.config = config
+        self.history_floor = history_floor
         self.outbox = outbox
         self.client_for = client_for
         self.pm = pm
@@ -242,20 +249,55 @@ class Emitter:
 
     # -- producing --------------------------------------------------------------------------------------
 
-    def enqueue_resource(self, resource: Mapping[str, Any]) -> list[OutboxItem]:
-        """Enqueue what a stored Task or Consent version means (reads its previous version from HAPI).
+    def enqueue_resource(self, resource: Mapping[str, Any], *, floor: str | None = None) -> list[OutboxItem]:
+        """Enqueue what a stored Task or Consent version means, and the versions before it not queued yet.
+
+        HAPI may deliver quick successive versions out of order (several delivery threads), or not at
+        all (vtdui down, HAPI gave up), and a later version may be the plugin's own write (a note) that
+        is never emitted itself. So the versions before ``resource`` are read back (versioned reads)
+        until one already queued, or one older than ``floor`` (the reconciliation's window start, by
+        default ``history_floor``: what predates vtdui is never emitted), and enqueued oldest first:
+        the outbox always receives the versions of a resource in order.
+
+        Returns:
+            The outbox items of every version enqueued or found already queued, oldest first.
 
         Raises:
-            HapiError: HAPI could not give the previous version (the caller retries later).
+            HapiError: HAPI could not give a previous version (the caller retries later).
         """
-        if is_own_write(resource):
-            return []
         kind = resource.get("resourceType")
-        if kind == "Task":
-            return self.enqueue_change(dict(resource), self.previous_version(resource))
-        if kind == "Consent":
-            return self.enqueue_consent(dict(resource), self.previous_version(resource))
-        return []
+        if kind not in ("Task", "Consent"):
+            return []
+        if floor is None and self.history_floor is not None:
+            floor = self.history_floor(str(kind))
+        items: list[OutboxItem] = []
+        for current, previous in self._unqueued_versions(resource, floor):
+            if kind == "Task":
+                items += self.enqueue_change(current, previous)
+            else:
+                items += self.enqueue_consent(current, previous)
+        return items
+
+    def _unqueued_versions(self, resource: Mapping[str, Any],
+                           floor: str | None) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """``(version, previous version)`` pairs to enqueue, oldest first, ending with ``resource``."""
+        kind, ident = str(resource["resourceType"]), str(resource["id"])
+        chain: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        current: dict[str, Any] = dict(resource)
+        while True:
+            number = version_of(current)
+            if not number.isdigit() or int(number) <= 1:
+                chain.append((current, None))
+                break
+            earlier = vread(self.store, kind, ident, str(int(number) - 1))
+            chain.append((current, earlier))
+            if earlier is None or floor is None or self.outbox.backend.get_by_key(reference_of(earlier)) is not None:
+                break
+            if normalize_instant((earlier.get("meta") or {}).get("lastUpdated")) < floor:
+                break
+            current = earlier
+        chain.reverse()
+        return [(version, previous) for version, previous in chain if not is_own_write(version)]
 
     def enqueue_change(self, current: dict[str, Any], previous: dict[str, Any] | None) -> list[OutboxItem]:
         """Detect the status change of a work-list Task version, build, check and enqueue its ESMSTask.

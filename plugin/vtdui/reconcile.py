@@ -1,9 +1,10 @@
 """Safety net: find in HAPI the changes the REST-hook Subscriptions did not deliver.
 
 HAPI gives up a delivery after about a minute (receiver down, restart, network). The reconciliation
-reads what changed since its own cursor (``_lastUpdated`` search, then each resource's ``_history``
-so intermediate versions are not missed) and hands every version to the emitter. Versions already
-queued are skipped by the outbox's unique key, so running it often costs little and never sends twice.
+reads what changed since its own cursor (``_lastUpdated`` search) and hands each resource to the
+emitter, which reads its earlier versions back (versioned reads) so intermediate versions are not
+missed. Versions already queued are skipped by the outbox's unique key, so running it often costs
+little and never sends twice.
 
 The cursor lives in the state store (``cursors`` table, establishment ``hapi``, flux
 ``outbound:<Type>``) and only moves after every version of its window was queued. On the very first
@@ -17,9 +18,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
-from vtdui.changes import is_own_write, version_of
 from vtdui.emit import Emitter
 from vtdui.mapping import systems
 from vtdui.outbox import normalize_instant
@@ -73,6 +73,17 @@ class Reconciler:
         self.overlap = timedelta(seconds=overlap_seconds)
         self.clock = clock
 
+    def floor(self, resource_type: str) -> str | None:
+        """Normalised instant from which versions of ``resource_type`` count (``None`` before the first pass).
+
+        The emitter uses it to catch up on versions HAPI delivered out of order without going back to
+        changes that predate vtdui.
+        """
+        cursor = self.state.cursor(CURSOR_OWNER, f"outbound:{resource_type}")
+        if cursor is None:
+            return None
+        return normalize_instant(_search_instant(cursor.instant - self.overlap))
+
     def start_cursors(self) -> list[str]:
         """Set the cursors that do not exist yet to now (``vtdui setup``); return the resource types set.
 
@@ -113,17 +124,9 @@ class Reconciler:
         changed = store.search(resource_type, {**params, "_lastUpdated": f"ge{_search_instant(since)}"})
         threshold = normalize_instant(_search_instant(since))
         for resource in changed:
-            versions = sorted(store.history(resource_type, str(resource["id"])),
-                              key=lambda r: int(version_of(r)) if version_of(r).isdigit() else 0)
-            previous: dict[str, Any] | None = None
-            for version in versions:
-                recent = normalize_instant((version.get("meta") or {}).get("lastUpdated")) >= threshold
-                if recent and not is_own_write(version) and "resourceType" in version:
-                    report.versions_seen += 1
-                    if resource_type == "Task":
-                        items = self.emitter.enqueue_change(version, previous)
-                    else:
-                        items = self.emitter.enqueue_consent(version, previous)
-                    report.items.extend(item.id for item in items)
-                previous = version
+            # the emitter reads the earlier versions back (versioned reads: HAPI's _history search may be a
+            # cached answer) down to the threshold or to a version already queued, and enqueues them in order
+            items = self.emitter.enqueue_resource(resource, floor=threshold)
+            report.versions_seen += 1
+            report.items.extend(item.id for item in items)
         self.state.commit_cursor(CURSOR_OWNER, flux, window_start)

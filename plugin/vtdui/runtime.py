@@ -64,7 +64,8 @@ class Runtime:
                                client_for=self.client_for, progress=progress)
         self.outbox = Outbox.open(config.state_dir, config.retry, lease_seconds=config.outbox.lease_seconds)
         self.emitter = Emitter(config, self.outbox, self.client_for, self.pm, self.store, self.state,
-                               on_consent_accepted=self.fetch_evaluation, dry_run=dry_run, out=out, worker=worker)
+                               on_consent_accepted=self.fetch_evaluation, dry_run=dry_run, out=out, worker=worker,
+                               history_floor=lambda resource_type: self.reconciler.floor(resource_type))
         self.reconciler = Reconciler(self.emitter, self.state)
 
     def client_for(self, entity: LegalEntity) -> ViaTrajectoireClient:

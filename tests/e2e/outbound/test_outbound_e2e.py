@@ -1,0 +1,324 @@
+"""Outbound end to end: a DUI user's change in HAPI reaches ViaTrajectoire through `vtdui run`, once, in order.
+
+Real components only: the session's HAPI JPA server (REST-hook Subscriptions installed by `vtdui setup`), the
+ViaTrajectoire simulator (mTLS + OAuth2, fault injection on its admin port), `vtdui run` / `vtdui outbox` /
+`vtdui evidence` as subprocesses. The tests of this module share one `vtdui run` process and run in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from outbound_e2e_helpers import OutboundEnv, ServiceProcess, status_key, wait_for
+
+from vtdui import sdo
+from vtdui.outbox import ItemState
+
+pytestmark = [pytest.mark.integration, pytest.mark.simulator]
+
+Env = tuple[OutboundEnv, dict[str, dict[str, Any]]]
+SHARED_IG = Path(__file__).resolve().parents[3].parent / "shared" / "ig"
+
+
+def _task(env: OutboundEnv, decision: dict[str, Any], eg: str) -> dict[str, Any]:
+    task = env.worklist_task(decision["id_nat_decision"], eg)
+    assert task is not None
+    return task
+
+
+def _statuses(env: OutboundEnv, id_nat: str) -> list[tuple[str | None, ...]]:
+    return [status_key(r["body"]) for r in env.received(id_nat)]
+
+
+def _wait_statuses(env: OutboundEnv, id_nat: str, count: int, timeout: float = 90) -> list[tuple[str | None, ...]]:
+    wait_for(lambda: len(env.received(id_nat)) >= count, f"{count} ESMSTask(s) accepted for {id_nat}", timeout)
+    return _statuses(env, id_nat)
+
+
+# -- REM scenarios ---------------------------------------------------------------------------------------
+
+
+def test_setup_is_idempotent(env: Env) -> None:
+    outbound, _ = env
+    done = json.loads(outbound.cli("setup", "--json").stdout)
+    assert {s["id"]: (s["status"], s["changed"]) for s in done["subscriptions"]} == {
+        "vtdui-consent": ("active", False), "vtdui-worklist-task": ("active", False)}
+    assert done["terminology"]["created"] == [] and done["terminology"]["updated"] == []
+    assert done["reconciliation_cursors_started"] == []
+
+
+def test_esat_trial_period_scenario_quick_changes_each_sent_once_in_order(running: ServiceProcess, env: Env) -> None:
+    outbound, decisions = env
+    id_nat = decisions["trial"]["id_nat_decision"]
+    unit = outbound.esat_units[0]["id_unite"]
+    task = _task(outbound, decisions["trial"], outbound.esat)
+    assert task["businessStatus"]["coding"][0]["code"] == "39"  # the plugin's flux 1 write: never emitted
+    # four saves in a row, as fast as a DUI screen can make them
+    task = outbound.user_change(task, "41", "152")
+    task = outbound.user_change(task, "42", statut_unite="182", id_unite=unit)
+    task = outbound.user_change(task, "43", statut_unite="185", id_unite=unit)
+    task = outbound.user_change(task, "44", statut_unite="181", motif_unite="84", id_unite=unit)
+    expected = [("41", "152", None, None), ("42", None, "182", None), ("43", None, "185", None),
+                ("44", None, "181", "84")]
+    assert _wait_statuses(outbound, id_nat, 4) == expected
+    received = outbound.received(id_nat)
+    for request in received:
+        assert request["struct_idnat"] == "1" + outbound.esat
+        assert [v for v in request["validation"] if v.get("severity") == "error"] == []
+        assert request["body"]["status"] == "completed" and request["body"]["intent"] == "plan"
+    unit_block = {i["type"]["coding"][0]["code"] for i in received[3]["body"]["input"]}
+    assert {"idUnite", "nomUnite", "categorieOrganisation", sdo.MODE_PRISE_CHARGE, "dateStatutUnite"} <= unit_block
+    items = outbound.outbox_items(id_nat)
+    assert [i.state for i in items] == [ItemState.SENT] * 4
+    assert [i.idempotency_key for i in items] == [f"Task/{task['id']}/_history/{v}"
+                                                  for v in range(int(task["meta"]["versionId"]) - 3,
+                                                                 int(task["meta"]["versionId"]) + 1)]
+
+
+def test_admission_then_exit_and_a_refusal_with_its_reason(running: ServiceProcess, env: Env) -> None:
+    outbound, decisions = env
+    unit = outbound.esat_units[0]["id_unite"]
+    admission = _task(outbound, decisions["admission"], outbound.esat)
+    admission = outbound.user_change(admission, "47", statut_unite="186", id_unite=unit)
+    outbound.user_change(admission, "48", statut_unite="188", motif_unite="89", id_unite=unit)
+    refusal = _task(outbound, decisions["refusal"], outbound.other_eg)
+    outbound.user_change(refusal, "45", "118")
+    assert _wait_statuses(outbound, decisions["admission"]["id_nat_decision"], 2) == [
+        ("47", None, "186", None), ("48", None, "188", "89")]
+    assert _wait_statuses(outbound, decisions["refusal"]["id_nat_decision"], 1) == [("45", "118", None, None)]
+
+
+def test_a_note_or_the_plugins_own_writes_emit_nothing(running: ServiceProcess, env: Env) -> None:
+    outbound, decisions = env
+    id_nat = decisions["refusal"]["id_nat_decision"]
+    task = _task(outbound, decisions["refusal"], outbound.other_eg)
+    task["note"] = [*task.get("note", []), {"text": "rappeler la famille"}]
+    outbound.save_task(task)
+    wait_for(lambda: running.metrics().get("vtdui_reconcile_passes_total{outcome=\"ok\"}", 0) >= 2,
+             "a reconciliation pass after the note")
+    assert len(outbound.received(id_nat)) == 1
+    assert len(outbound.outbox_items(id_nat)) == 1
+
+
+def test_sent_resources_validate_against_the_official_profiles(running: ServiceProcess, env: Env) -> None:
+    outbound, decisions = env
+    files = sorted(SHARED_IG.glob("*.json"))
+    assert files, f"official IG resources not found in {SHARED_IG}"
+    _wait_statuses(outbound, decisions["trial"]["id_nat_decision"], 4)
+    body = outbound.received(decisions["trial"]["id_nat_decision"])[3]["body"]  # ESMS + complete unit block
+    with outbound.fhir() as client:
+        for path in files:
+            resource = json.loads(path.read_text(encoding="utf-8"))
+            if "resourceType" not in resource or "id" not in resource:
+                continue
+            response = client.put(f"{resource['resourceType']}/{resource['id']}", json=resource)
+            assert response.status_code in (200, 201), response.text
+        response = client.post("Task/$validate", params={"profile": sdo.PROFILE_TASK}, json=body, timeout=300)
+    assert response.status_code in (200, 412), response.text
+    errors = [f"{i.get('diagnostics')} @ {i.get('expression')}" for i in response.json().get("issue", [])
+              if i.get("severity") in ("error", "fatal")]
+    assert errors == []
+
+
+# -- consent then evaluation ------------------------------------------------------------------------------
+
+
+def test_local_consent_is_sent_then_the_evaluation_lands_in_hapi(running: ServiceProcess, env: Env) -> None:
+    outbound, decisions = env
+    decision = decisions["consent"]
+    id_nat = decision["id_nat_decision"]
+    task = _task(outbound, decision, outbound.other_eg)
+    consent = {
+        "resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": sdo.CONSENT_SCOPE_SYSTEM, "code": sdo.CONSENT_SCOPE_CODE}]},
+        "category": [{"coding": [{"system": sdo.LOINC, "code": sdo.CONSENT_CATEGORY_CODE}]}],
+        "patient": task["for"], "dateTime": "2026-05-11",
+        "organization": [{"identifier": {"system": sdo.FINESS_SYSTEM, "value": outbound.other_eg}}],
+        "policyRule": {"coding": [{"system": sdo.ACT_CODE_SYSTEM, "code": sdo.OPTIN}]},
+        "provision": {"data": [{"meaning": "related", "reference": task["focus"]}]},
+    }
+    with outbound.fhir() as client:
+        response = client.post("Consent", json=consent)
+        assert response.status_code == 201, response.text
+    [sent] = wait_for(lambda: outbound.received(id_nat, "Consent"), "the ESMSConsent at the simulator")
+    assert sent["struct_idnat"] == "1" + outbound.other_eg
+    assert [v for v in sent["validation"] if v.get("severity") == "error"] == []
+    assert sent["body"]["provision"]["data"][0]["reference"]["identifier"] == {"use": "official", "value": id_nat}
+
+    def evaluation() -> list[dict[str, Any]]:
+        with outbound.fhir() as client:
+            bundle = client.get("DocumentReference",
+                                params={"identifier": f"urn:vtdui:source-document|{id_nat}\\|evaluation"}).json()
+        return [e["resource"] for e in bundle.get("entry", [])]
+
+    [document] = wait_for(evaluation, "the evaluation (flux 3) in HAPI", timeout=60)
+    assert document["meta"]["source"].startswith(sdo.PLUGIN_SOURCE)
+    assert len(outbound.received(id_nat, "Consent")) == 1
+
+
+# -- refusal, blocking, retry -------------------------------------------------------------------------------
+
+
+def test_refusal_fails_the_item_with_a_note_and_holds_back_its_decision_only(running: ServiceProcess,
+                                                                             env: Env) -> None:
+    outbound, decisions = env
+    blocked, other = decisions["blocked"], decisions["other"]
+    outbound.fault(route="POST /fhir/Task", status=422, count=1)
+    task = outbound.user_change(_task(outbound, blocked, outbound.other_eg), "41", "151")
+    first = wait_for(lambda: [i for i in outbound.outbox_items(blocked["id_nat_decision"])
+                              if i.state is ItemState.FAILED], "the refused item")[0]
+    assert first.outcome and first.outcome["resourceType"] == "OperationOutcome"
+    assert "422" in (first.last_error or "")
+    noted = wait_for(lambda: [n for n in (outbound.worklist_task(blocked["id_nat_decision"], outbound.other_eg)
+                                          or {}).get("note", []) if n.get("authorString") == "vtdui"], "the note")
+    assert "ViaTrajectoire" in noted[-1]["text"]
+    # a later change of the same decision waits; another decision flows
+    fresh = outbound.worklist_task(blocked["id_nat_decision"], outbound.other_eg)
+    assert fresh is not None
+    outbound.user_change(fresh, "42")
+    outbound.user_change(_task(outbound, other, outbound.other_eg), "41", "150")
+    assert _wait_statuses(outbound, other["id_nat_decision"], 1) == [("41", "150", None, None)]
+    second = wait_for(lambda: [i for i in outbound.outbox_items(blocked["id_nat_decision"]) if i.id != first.id],
+                      "the second item of the blocked decision")[0]
+    assert second.state is ItemState.PENDING and outbound.received(blocked["id_nat_decision"]) == []
+    shown = json.loads(outbound.cli("outbox", "show", str(second.id)).stdout)
+    assert shown["blocked_by"] == [first.id]
+    # the operator retries after a fix: both go, in order
+    outbound.cli("outbox", "retry", str(first.id))
+    assert _wait_statuses(outbound, blocked["id_nat_decision"], 2) == [("41", "151", None, None),
+                                                                       ("42", None, None, None)]
+    assert task["meta"]["versionId"] != fresh["meta"]["versionId"]  # the plugin's note made a version...
+    assert len(outbound.outbox_items(blocked["id_nat_decision"])) == 2
+
+
+def test_5xx_429_and_dropped_connections_are_retried_and_delivered_once(running: ServiceProcess, env: Env) -> None:
+    outbound, decisions = env
+    id_nat = decisions["faults"]["id_nat_decision"]
+    outbound.fault(route="POST /fhir/Task", status=500, count=2)
+    outbound.fault(route="POST /fhir/Task", status=503, retry_after=1, count=2)
+    outbound.fault(route="POST /fhir/Task", status=429, retry_after=1, count=1)
+    outbound.fault(route="POST /fhir/Task", action="drop", count=1)
+    outbound.user_change(_task(outbound, decisions["faults"], outbound.other_eg), "41", "153")
+    assert _wait_statuses(outbound, id_nat, 1, timeout=120) == [("41", "153", None, None)]
+    [item] = outbound.outbox_items(id_nat)
+    assert item.state is ItemState.SENT and item.attempts >= 3
+    metrics = running.metrics()
+    assert metrics['vtdui_emissions_total{flux="4",outcome="retry"}'] >= 2
+    # exactly one accepted; the faulted attempts were answered by the injected faults
+    assert len(outbound.received(id_nat)) == 1
+
+
+def test_timeout_is_retried_and_delivered(running: ServiceProcess, env: Env) -> None:
+    outbound, decisions = env
+    id_nat = decisions["timeout"]["id_nat_decision"]
+    # the simulator holds the request 6 s, the client gives up after 4 s: an uncertain delivery, retried
+    outbound.fault(route="POST /fhir/Task", action="delay", delay=6, count=1)
+    outbound.user_change(_task(outbound, decisions["timeout"], outbound.other_eg), "42")
+    [item] = wait_for(lambda: [i for i in outbound.outbox_items(id_nat) if i.state is ItemState.SENT], "delivery", 90)
+    assert item.attempts == 2
+    time.sleep(3)  # the held request has ended by now
+    # the simulator drops a request whose client went away before its body was read, so it is accepted once
+    # here; a real server that applied the timed-out POST would hold it twice (at least once, never lost)
+    assert _statuses(outbound, id_nat) == [("42", None, None, None)]
+
+
+# -- crash, reconciliation, shutdown -----------------------------------------------------------------------
+
+
+def test_sigkill_mid_queue_loses_nothing_after_restart(running: ServiceProcess, env: Env) -> None:
+    outbound, decisions = env
+    a, b = decisions["kill-a"], decisions["kill-b"]
+    # the first POST hangs 3.8 s at the simulator (the client waits 4 s): in flight when the process dies
+    outbound.fault(route="POST /fhir/Task", action="delay", delay=3.8, count=1)
+    task_a = outbound.user_change(_task(outbound, a, outbound.other_eg), "41", "150")
+    outbound.user_change(task_a, "42")
+    outbound.user_change(_task(outbound, b, outbound.other_eg), "41", "151")
+    wait_for(lambda: len(outbound.outbox_items(a["id_nat_decision"])) == 2
+             and len(outbound.outbox_items(b["id_nat_decision"])) == 1, "every change queued", pause=0.05)
+    in_flight = [i.id for i in outbound.outbox_items(a["id_nat_decision"]) if i.state is ItemState.SENDING]
+    running.kill()
+    outbound.clear_faults()
+    running.start()
+    statuses_a = _wait_statuses(outbound, a["id_nat_decision"], 2)
+    statuses_b = _wait_statuses(outbound, b["id_nat_decision"], 1)
+    # at least once: the POST in flight at the kill was applied by the simulator and is sent again after the
+    # restart (the item was still 'sending'); collapsing that duplicate gives each change once, in order
+    collapsed = [s for i, s in enumerate(statuses_a) if i == 0 or s != statuses_a[i - 1]]
+    assert collapsed == [("41", "150", None, None), ("42", None, None, None)]
+    assert len(statuses_a) <= 3
+    assert statuses_b == [("41", "151", None, None)]
+    assert all(i.state is ItemState.SENT for i in outbound.outbox_items(a["id_nat_decision"]))
+    assert in_flight, "the kill did not happen while a POST was in flight (the test proved less than it should)"
+
+
+def test_reconciliation_catches_a_change_made_while_vtdui_and_the_hook_were_down(running: ServiceProcess,
+                                                                                 env: Env) -> None:
+    outbound, decisions = env
+    decision = decisions["reconcile"]
+    assert running.stop(signal.SIGTERM) == 0  # clean shutdown
+    # HAPI gave up delivering: the Subscription is off while the change is made
+    with outbound.fhir() as client:
+        sub = client.get("Subscription/vtdui-worklist-task").json()
+        sub["status"] = "off"
+        assert client.put("Subscription/vtdui-worklist-task", json=sub).status_code == 200
+    outbound.user_change(_task(outbound, decision, outbound.other_eg), "41", "152")
+    assert json.loads(outbound.cli("setup", "--json").stdout)["subscriptions"][1]["changed"] is True
+    running.start()
+    assert _wait_statuses(outbound, decision["id_nat_decision"], 1) == [("41", "152", None, None)]
+    assert running.metrics()["vtdui_reconcile_items_total"] >= 1
+    assert running.metrics()["vtdui_hook_deliveries_total"] == 0
+
+
+def test_metrics_and_health(running: ServiceProcess, env: Env) -> None:
+    health = httpx.get(f"{running.url}/health", timeout=10).json()
+    assert health["status"] == "ok" and set(health["loops"]) == {"worker", "reconcile", "sync"}
+    metrics = wait_for(lambda: (m := running.metrics()).get('vtdui_sync_cycles_total{outcome="ok"}') and m,
+                       "an inbound cycle of this process")
+    for name in ('vtdui_outbox_items{state="sent"}', 'vtdui_outbox_items{state="failed"}',
+                 "vtdui_outbox_oldest_unsent_age_seconds", "vtdui_quarantined_documents",
+                 'vtdui_sync_cycles_total{outcome="ok"}'):
+        assert name in metrics, name
+    assert metrics['vtdui_outbox_items{state="sent"}'] >= 10
+    assert any(k.startswith("vtdui_sync_last_success_age_seconds{finess_eg=") for k in metrics)
+    assert any(k.startswith("vtdui_viatrajectoire_request_duration_seconds_count{kind=\"fhir\"") for k in metrics)
+    wrong = httpx.put(f"{running.url}/vtdui/hook/Task/x", json={"resourceType": "Task", "id": "x"}, timeout=10)
+    assert wrong.status_code == 401
+
+
+def test_once_dry_run_and_evidence(running: ServiceProcess, env: Env, tmp_path: Path) -> None:
+    outbound, decisions = env
+    decision = decisions["dry-run"]
+    assert running.stop() == 0
+    outbound.user_change(_task(outbound, decision, outbound.other_eg), "41", "153")
+    outbound.fault(route="POST /fhir/Task", status=503, count=1000)
+    once = outbound.cli("run", "--once", "--no-sync", "--json", check=False)
+    summary = json.loads(once.stdout)
+    [item] = outbound.outbox_items(decision["id_nat_decision"])
+    assert item.state is ItemState.PENDING and item.id in summary["delivery"]["rescheduled"]
+    outbound.clear_faults()
+    dry = outbound.cli("outbox", "run", "--dry-run")
+    assert "POST " in dry.stdout and f"struct_idnat: 1{outbound.other_eg}" in dry.stdout
+    assert "Authorization: Bearer ***" in dry.stdout
+    assert outbound.received(decision["id_nat_decision"]) == []
+    outbound.cli("outbox", "run")
+    assert _statuses(outbound, decision["id_nat_decision"]) == [("41", "153", None, None)]
+
+    out = tmp_path / "evidence"
+    outbound.cli("evidence", str(out), "--all")
+    index = json.loads((out / "index.json").read_text())
+    tasks = [e for e in index["items"] if e["flux"] == "4" and e["state"] == "sent"]
+    consents = [e for e in index["items"] if e["flux"] == "2"]
+    assert len(tasks) >= 10 and len(consents) == 1
+    text = "\n".join(p.read_text() for p in out.iterdir())
+    assert outbound.client_secret not in text and outbound.secret not in text
+    assert "Bearer " not in text and '"***"' in text
+    sent = json.loads((out / tasks[0]["file"]).read_text())
+    trace = json.loads((out / tasks[0]["trace"]).read_text())
+    assert sent["resourceType"] == "Task" and trace["exchanges"][-1]["response"]["status"] == 201
+    assert trace["exchanges"][-1]["request"]["body"] == sent

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import signal
 import threading
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from types import FrameType
@@ -128,7 +129,7 @@ def demo(directory: Path, decisions: int, port: int, memory: str, keep_running: 
     console.rule("1. local HAPI FHIR server")
     try:
         info = hapi_server.start(port, data_dir=directory / "hapi-db", memory=memory, state_dir=hapi_run,
-                                 progress=lambda message: console.print(f"  {message}"))
+                                 progress=_start_progress(console))
     except VtduiError as exc:
         raise click.ClickException(str(exc)) from exc
     console.print(f"  HAPI FHIR at {info.base_url} (database {info.data_dir})")
@@ -153,6 +154,26 @@ def demo(directory: Path, decisions: int, port: int, memory: str, keep_running: 
             sim.stop()
         hapi_server.stop(state_dir=hapi_run)
     console.print(f"Done. Everything is in {directory} (run again to start from the same data).")
+
+
+def _start_progress(console: Console) -> Callable[[str], None]:
+    """Progress of the first Maven build and of the start: phases in full, downloads as a running count."""
+    downloads = 0
+
+    def show(line: str) -> None:
+        nonlocal downloads
+        text = line.removeprefix("[INFO] ").strip()
+        if text.startswith(("Downloading from", "Downloaded from", "Progress")):
+            if text.startswith("Downloaded from"):
+                downloads += 1
+                if downloads % 100 == 0:
+                    console.print(f"  Maven: {downloads} artifacts downloaded (first build only)")
+            return
+        if text.startswith(("Building", "Starting", "BUILD", "Total time", "---", "Reactor", "Compiling")) or \
+                line.startswith(("[ERROR]", "[WARNING]")):
+            console.print(f"  {text}")
+
+    return show
 
 
 def _round_trip(runtime: Runtime, admin_url: str, console: Console) -> None:

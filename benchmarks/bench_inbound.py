@@ -45,9 +45,10 @@ from vtdui.plugins import get_plugin_manager
 from vtdui.simulator.server import RunningSimulator, start_simulator
 from vtdui.store import HapiStore
 
-pytestmark = pytest.mark.benchmark
-
 N = int(os.environ.get("VTDUI_BENCH_DECISIONS", "500"))
+
+#: about 0.1 s per decision for the baseline and as much for the sync on a 2-core machine, with room to spare
+pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(max(600, N * 3 // 10))]
 VTDUI = str(Path(sys.executable).with_name("vtdui"))
 
 
@@ -126,7 +127,12 @@ def test_bench_inbound(bench_sim: RunningSimulator, hapi_base_url: str, tmp_path
     with out.open("w") as handle:
         process = subprocess.Popen([VTDUI, "sync", "--once", "--config", str(config), "--json"], stdout=handle,
                                    stderr=subprocess.DEVNULL, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)  # the rusage of this child only: its peak memory
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
         process.returncode = os.waitstatus_to_exitcode(status)
     wall_s = time.perf_counter() - started
     assert process.returncode == 0, out.read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -324,23 +325,26 @@ LAUGHS = (b'<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'
 def test_hostile_documents_are_quarantined_and_the_batch_lands(backfill: Backfill, runtime: Runtime,
                                                                 inbound_env: InboundEnv) -> None:
     eg = inbound_env.egs[2]
-    created = [d["id_nat_decision"] for d in new_decisions(inbound_env.sim, [eg], count=6)]
-    xxe, laughs, wrong, huge, latin, *good = created
+    created = [d["id_nat_decision"] for d in new_decisions(inbound_env.sim, [eg], count=7)]
+    xxe, laughs, wrong, huge, latin, anonymous, *good = created
     state = inbound_env.sim.context.state
     serve_raw_cda(inbound_env.sim, xxe, XXE)
     serve_raw_cda(inbound_env.sim, laughs, LAUGHS)
     serve_raw_cda(inbound_env.sim, wrong, state.decisions[wrong].evaluation_cda())  # an evaluation, not a decision
     serve_raw_cda(inbound_env.sim, huge, state.decisions[huge].decision_cda().replace(
         b"</ClinicalDocument>", b"<!--" + b"x" * (10 * 1024 * 1024) + b"--></ClinicalDocument>"))
+    no_set_id = re.sub(rb"<setId [^>]*/>", b"", state.decisions[anonymous].decision_cda())  # no idNat_Decision
+    assert b"setId" not in no_set_id
+    serve_raw_cda(inbound_env.sim, anonymous, no_set_id)
     serve_raw_cda(inbound_env.sim, latin, b'<?xml version="1.0" encoding="UTF-16"?>' + state.decisions[latin]
                   .decision_cda().split(b"?>", 1)[1])
 
     report = runtime.sync.run_once([eg])
     mine = _by_eg(report)[eg]
     assert report.ok, mine.errors
-    assert mine.quarantined == 5 and mine.decisions_stored == 1
+    assert mine.quarantined == 6 and mine.decisions_stored == 1
     assert runtime.store.worklist_item(good[0], eg) is not None
-    for id_nat in (xxe, laughs, wrong, huge, latin):
+    for id_nat in (xxe, laughs, wrong, huge, latin, anonymous):
         assert runtime.store.worklist_item(id_nat, eg) is None
 
     done = subprocess.run([VTDUI, "status", "--config", str(inbound_env.config_path), "--json"],
@@ -348,12 +352,13 @@ def test_hostile_documents_are_quarantined_and_the_batch_lands(backfill: Backfil
     assert done.returncode == 0, done.stderr
     quarantined = {q["key"].split("@")[0]: q for q in json.loads(done.stdout)["quarantined"]}
     reasons = {vt: q["reason"] for vt, q in quarantined.items()}
-    docref = {n: state.decisions[n].docref_id for n in (xxe, laughs, wrong, huge, latin)}
+    docref = {n: state.decisions[n].docref_id for n in (xxe, laughs, wrong, huge, latin, anonymous)}
     assert reasons[docref[xxe]] == "dtd-forbidden"
     assert reasons[docref[laughs]] == "dtd-forbidden"
     assert reasons[docref[wrong]] == "wrong-template"
     assert reasons[docref[huge]] == "too-large"
     assert reasons[docref[latin]] == "encoding"
+    assert reasons[docref[anonymous]] == "missing-identifier"
     for vt in docref.values():
         assert quarantined[vt]["message"] and quarantined[vt]["finess_eg"] == eg
         path = Path(quarantined[vt]["path"])
@@ -362,7 +367,7 @@ def test_hostile_documents_are_quarantined_and_the_batch_lands(backfill: Backfil
     # retried on the next cycle (still bad: attempts counted), repaired by a new version
     admin(inbound_env.sim, "POST", f"decisions/{wrong}/update")
     report = runtime.sync.run_once([eg])
-    assert _by_eg(report)[eg].quarantined == 4 and _by_eg(report)[eg].decisions_stored == 1
+    assert _by_eg(report)[eg].quarantined == 5 and _by_eg(report)[eg].decisions_stored == 1
     assert runtime.store.worklist_item(wrong, eg) is not None
     left = {q.vt_id: q for q in runtime.state.quarantined() if q.finess_eg == eg}
     assert docref[wrong] not in left and left[docref[xxe]].attempts == 2

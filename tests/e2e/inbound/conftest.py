@@ -15,7 +15,6 @@ import random
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from inbound_helpers import TARGET_DECISIONS, Backfill, InboundEnv, new_decisions, write_config
@@ -75,9 +74,3 @@ def backfill(inbound_env: InboundEnv, runtime: Runtime) -> Backfill:
     print(f"\ninbound back-fill: {decisions} decisions, {pairs} work-list items over {len(expected)} "
           f"establishments in {seconds:.1f} s ({pairs / seconds:.1f} items/s)")
     return Backfill(report=report, seconds=seconds, expected=expected, before_window=before_window, at=at)
-
-
-@pytest.fixture
-def state_dir(inbound_env: InboundEnv) -> Path:
-    """The DUI's state directory."""
-    return inbound_env.tmp / "dui-state"

@@ -24,6 +24,15 @@ from vtdui.plugins import get_plugin_manager
 from vtdui.runtime import Runtime
 from vtdui.simulator.server import start_simulator
 
+#: Figures measured by the fixtures, printed at the end of the session.
+_FIGURES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the measured back-fill figures."""
+    for line in _FIGURES:
+        terminalreporter.write_line(line)
+
 
 @pytest.fixture(scope="module")
 def inbound_env(hapi_base_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InboundEnv]:
@@ -71,6 +80,6 @@ def backfill(inbound_env: InboundEnv, runtime: Runtime) -> Backfill:
     seconds = time.perf_counter() - started
     pairs = sum(len(v) for v in expected.values())
     decisions = len(set().union(*expected.values()))
-    print(f"\ninbound back-fill: {decisions} decisions, {pairs} work-list items over {len(expected)} "
-          f"establishments in {seconds:.1f} s ({pairs / seconds:.1f} items/s)")
+    _FIGURES.append(f"inbound back-fill: {decisions} decisions, {pairs} work-list items over {len(expected)} "
+                    f"establishments (one ESAT) in {seconds:.1f} s ({pairs / seconds:.1f} items/s)")
     return Backfill(report=report, seconds=seconds, expected=expected, before_window=before_window, at=at)

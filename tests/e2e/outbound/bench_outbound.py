@@ -1,0 +1,133 @@
+"""Outbound latency and throughput benchmark (opt-in, not collected by default).
+
+Run::
+
+    python -m pytest tests/e2e/outbound/bench_outbound.py -m benchmark -s
+
+Real components only (the session's HAPI server, the simulator over mTLS + OAuth2, `vtdui run` as a
+subprocess). It measures:
+
+* **latency** of 200 status changes (50 work-list items x 4 changes, one every 0.1 s): from just before
+  the DUI's ``PUT Task`` in HAPI to the moment the simulator recorded its answer to the ESMSTask POST
+  (``GET /_admin/received`` ``at``; same host, same clock), as p50 / p99;
+* the **baseline** in the same run: 200 direct ``ViaTrajectoireClient.post_task`` calls of an ESMSTask
+  (the network, TLS, token and simulator part alone), as p50 / p99, and the ratios pipeline / baseline;
+* the **throughput** of the outbox worker: 100 changes made while `vtdui run` is stopped, queued by one
+  reconciliation pass, then delivered by ``Emitter.run_pending`` (items per second).
+
+Figures are printed; nothing is asserted on time (only that every change arrived, once, in order).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from outbound_e2e_helpers import OutboundEnv, ServiceProcess, status_key, wait_for
+
+from vtdui.config import load_config
+from vtdui.runtime import Runtime
+from vtdui.viatrajectoire.client import ViaTrajectoireClient
+
+pytestmark = [pytest.mark.benchmark, pytest.mark.integration, pytest.mark.simulator]
+
+N_ITEMS = 50
+CHANGES = (("41", "150"), ("42", None), ("72", None), ("71", None))
+THROUGHPUT_CHANGES = (("47", None), ("48", None))
+#: Seconds between two changes of the latency phase (10 changes per second).
+PACE = 0.1
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _accepted(admin: httpx.Client) -> list[dict[str, Any]]:
+    body = admin.get("received").json()
+    return [r for r in body["requests"] if r["method"] == "POST" and r["status"] == 201 and r["body"]]
+
+
+@pytest.mark.timeout(1800)
+def test_outbound_latency_and_throughput(env: tuple[OutboundEnv, dict[str, dict[str, Any]]], hapi: Any) -> None:
+    outbound, _ = env
+    admin = httpx.Client(base_url=outbound.sim.admin_url + "/", timeout=30)
+    decisions = [outbound.new_decision(outbound.other_eg) for _ in range(N_ITEMS)]
+    port = int(next(line.split("=")[1] for line in outbound.config_path.read_text().splitlines()
+                    if line.startswith("port =")))
+    service = ServiceProcess(outbound.config_path, outbound.tmp, port, hapi.bind_host)
+    service.start()
+    try:
+        tasks = {d["id_nat_decision"]: wait_for(lambda d=d: outbound.worklist_task(d["id_nat_decision"],
+                                                                                    outbound.other_eg),
+                                                "the work list", timeout=180) for d in decisions}
+        # -- pipeline latency: one change every PACE seconds (open loop), each timed on its own ---------
+        latencies: list[float] = []
+        for round_index, (statut, motif) in enumerate(CHANGES):
+            started: dict[str, datetime] = {}
+            for id_nat, task in tasks.items():
+                tick = time.monotonic()
+                started[id_nat] = datetime.now().astimezone()
+                tasks[id_nat] = outbound.user_change(task, statut, motif)
+                time.sleep(max(PACE - (time.monotonic() - tick), 0))
+
+            def done(r: int = round_index, started: dict[str, datetime] = started) -> dict[str, datetime] | None:
+                found: dict[str, datetime] = {}
+                for request in _accepted(admin):
+                    values = status_key(request["body"])
+                    id_nat = next((i["valueIdentifier"]["value"] for i in request["body"]["input"]
+                                   if i["type"]["coding"][0]["code"] == "idNat_Decision"), None)
+                    if id_nat in started and values[:2] == CHANGES[r]:
+                        found[id_nat] = datetime.fromisoformat(request["at"])
+                return found if len(found) == len(started) else None
+
+            arrived = wait_for(done, f"the ESMSTasks of round {round_index + 1}", 300, 0.5)
+            latencies += [(arrived[i] - started[i]).total_seconds() for i in started]
+        for id_nat in tasks:
+            assert [s[0] for s in (status_key(r["body"]) for r in outbound.received(id_nat))] == \
+                [c[0] for c in CHANGES]
+        # -- direct POST baseline ----------------------------------------------------------------------
+        config = load_config(outbound.config_path)
+        entity, establishment = config.establishment(outbound.other_eg)
+        sample = outbound.received(next(iter(tasks)))[-1]["body"]
+        direct: list[float] = []
+        with ViaTrajectoireClient(config.viatrajectoire, entity, config.retry) as client:
+            client.post_task(establishment.finess_eg, sample)  # token and connection, as the service has them
+            for _ in range(len(latencies)):
+                t0 = time.perf_counter()
+                created = client.post_task(establishment.finess_eg, sample)
+                direct.append(time.perf_counter() - t0)
+                assert created.status == 201
+        assert service.stop() == 0
+        # -- worker throughput ---------------------------------------------------------------------------
+        for statut, motif in THROUGHPUT_CHANGES:
+            for id_nat, task in tasks.items():
+                tasks[id_nat] = outbound.user_change(task, statut, motif)
+        with Runtime(config) as runtime:
+            t0 = time.perf_counter()
+            queued = runtime.reconciler.run_once()
+            enqueue_s = time.perf_counter() - t0
+            sent = 0
+            t1 = time.perf_counter()
+            while (report := runtime.emitter.run_pending(500)).attempted:
+                assert not report.failed and not report.rescheduled
+                sent += len(report.sent)
+            deliver_s = time.perf_counter() - t1
+        assert sent == len(THROUGHPUT_CHANGES) * N_ITEMS, (sent, len(queued.items))
+    finally:
+        admin.close()
+        if service.running():
+            service.stop()
+    p50, p99 = statistics.median(latencies), _quantile(latencies, 0.99)
+    d50, d99 = statistics.median(direct), _quantile(direct, 0.99)
+    print()
+    print(f"outbound latency, PUT Task in HAPI -> accepted by the simulator, {len(latencies)} changes:")
+    print(f"  pipeline  p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   max {max(latencies) * 1000:7.1f} ms")
+    print(f"  direct    p50 {d50 * 1000:7.1f} ms   p99 {d99 * 1000:7.1f} ms   (ViaTrajectoireClient.post_task alone)")
+    print(f"  ratio     p50 x{p50 / d50:.1f}   p99 x{p99 / d99:.1f}")
+    print(f"outbox worker: {sent} items queued by one reconciliation pass in {enqueue_s:.2f} s "
+          f"({sent / enqueue_s:.0f} items/s), delivered in {deliver_s:.2f} s ({sent / deliver_s:.0f} items/s)")

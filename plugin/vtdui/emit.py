@@ -270,6 +270,8 @@ class Emitter:
             return []
         if floor is None and self.history_floor is not None:
             floor = self.history_floor(str(kind))
+        if floor is None and is_own_write(resource):
+            return []  # no window to catch up on: the plugin's own write alone reports nothing
         items: list[OutboxItem] = []
         for current, previous in self._unqueued_versions(resource, floor):
             if kind == "Task":

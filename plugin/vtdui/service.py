@@ -230,8 +230,12 @@ class Service:
         return report
 
     def run_once(self, *, inbound: bool = True) -> CycleReport:
-        """Inbound cycle (unless ``inbound`` is false), reconciliation pass, then every due outbox item."""
+        """Inbound cycle (unless ``inbound`` is false), reconciliation pass, then every due outbox item.
+
+        Items a dead worker of this host left ``sending`` are recovered first, as :meth:`start` does.
+        """
         cycle = CycleReport()
+        self.recover()
         try:
             cycle.sync = self.sync_once() if inbound else None
         except VtduiError as exc:

@@ -249,7 +249,8 @@ class Emitter:
 
     # -- producing --------------------------------------------------------------------------------------
 
-    def enqueue_resource(self, resource: Mapping[str, Any], *, floor: str | None = None) -> list[OutboxItem]:
+    def enqueue_resource(self, resource: Mapping[str, Any], *, floor: str | None = None,
+                         via: str = "hook") -> list[OutboxItem]:
         """Enqueue what a stored Task or Consent version means, and the versions before it not queued yet.
 
         HAPI may deliver quick successive versions out of order (several delivery threads), or not at
@@ -258,6 +259,11 @@ class Emitter:
         until one already queued, or one older than ``floor`` (the reconciliation's window start, by
         default ``history_floor``: what predates vtdui is never emitted), and enqueued oldest first:
         the outbox always receives the versions of a resource in order.
+
+        Args:
+            resource: the delivered (or found) version.
+            floor: overrides ``history_floor``.
+            via: how the version reached vtdui (``hook``, ``reconciliation``), kept in the item's ``origin``.
 
         Returns:
             The outbox items of every version enqueued or found already queued, oldest first.
@@ -275,9 +281,9 @@ class Emitter:
         items: list[OutboxItem] = []
         for current, previous in self._unqueued_versions(resource, floor):
             if kind == "Task":
-                items += self.enqueue_change(current, previous)
+                items += self.enqueue_change(current, previous, via=via)
             else:
-                items += self.enqueue_consent(current, previous)
+                items += self.enqueue_consent(current, previous, via=via)
         return items
 
     def _unqueued_versions(self, resource: Mapping[str, Any],
@@ -301,7 +307,8 @@ class Emitter:
         chain.reverse()
         return [(version, previous) for version, previous in chain if not is_own_write(version)]
 
-    def enqueue_change(self, current: dict[str, Any], previous: dict[str, Any] | None) -> list[OutboxItem]:
+    def enqueue_change(self, current: dict[str, Any], previous: dict[str, Any] | None, *,
+                       via: str | None = None) -> list[OutboxItem]:
         """Detect the status change of a work-list Task version, build, check and enqueue its ESMSTask.
 
         Returns:
@@ -332,12 +339,14 @@ class Emitter:
             item = NewItem(kind="task", idempotency_key=key, id_nat_decision=change.id_nat_decision,
                            finess_eg=establishment.finess_eg, payload=task,
                            sequence=normalize_instant((current.get("meta") or {}).get("lastUpdated")),
-                           source_ref=f"Task/{current.get('id')}", origin={"change": change_to_dict(change)})
+                           source_ref=f"Task/{current.get('id')}",
+                           origin={"change": change_to_dict(change), **({"via": via} if via else {})})
             violations = check_esms_task(task, expected_struct=establishment.id_nat_struct)
             items.append(self._enqueue_checked(item, violations, "ESMSTask"))
         return items
 
-    def enqueue_consent(self, current: dict[str, Any], previous: dict[str, Any] | None = None) -> list[OutboxItem]:
+    def enqueue_consent(self, current: dict[str, Any], previous: dict[str, Any] | None = None, *,
+                        via: str | None = None) -> list[OutboxItem]:
         """Build, check and enqueue the ESMSConsent of a new local Consent."""
         key = reference_of(current)
         existing = self.outbox.backend.get_by_key(key)
@@ -372,7 +381,8 @@ class Emitter:
         item = NewItem(kind="consent", idempotency_key=key, id_nat_decision=id_nat,
                        finess_eg=establishment.finess_eg, payload=built,
                        sequence=normalize_instant((current.get("meta") or {}).get("lastUpdated")),
-                       source_ref=f"Consent/{current.get('id')}", origin={"consent": reference_of(current)})
+                       source_ref=f"Consent/{current.get('id')}",
+                       origin={"consent": reference_of(current), **({"via": via} if via else {})})
         violations = check_esms_consent(built, expected_struct=establishment.id_nat_struct,
                                         expected_decision=id_nat)
         return [self._enqueue_checked(item, violations, "ESMSConsent")]

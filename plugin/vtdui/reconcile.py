@@ -126,7 +126,7 @@ class Reconciler:
         for resource in changed:
             # the emitter reads the earlier versions back (versioned reads: HAPI's _history search may be a
             # cached answer) down to the threshold or to a version already queued, and enqueues them in order
-            items = self.emitter.enqueue_resource(resource, floor=threshold)
+            items = self.emitter.enqueue_resource(resource, floor=threshold, via="reconciliation")
             report.versions_seen += 1
             report.items.extend(item.id for item in items)
         self.state.commit_cursor(CURSOR_OWNER, flux, window_start)

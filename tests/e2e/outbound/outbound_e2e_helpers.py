@@ -84,12 +84,15 @@ class ServiceProcess:
     host: str
     logs: list[Path] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
+    current_port: int | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{self.host}:{self.current_port or self.port}"
 
     def start(self, *extra: str) -> None:
+        """Start `vtdui run` (``extra`` options, e.g. ``--port N``) and wait for ``/health``."""
+        self.current_port = int(extra[extra.index("--port") + 1]) if "--port" in extra else self.port
         log = self.cwd / f"vtdui-run-{len(self.logs) + 1}.log"
         self.logs.append(log)
         handle = log.open("wb")

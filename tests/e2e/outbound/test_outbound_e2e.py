@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from outbound_e2e_helpers import OutboundEnv, ServiceProcess, status_key, wait_for
+from outbound_e2e_helpers import OutboundEnv, ServiceProcess, free_port, status_key, wait_for
 
 from vtdui import sdo
 from vtdui.outbox import ItemState
@@ -234,21 +234,29 @@ def test_timeout_is_retried_and_delivered(running: ServiceProcess, env: Env) -> 
 def test_sigkill_mid_queue_loses_nothing_after_restart(running: ServiceProcess, env: Env) -> None:
     outbound, decisions = env
     a, b = decisions["kill-a"], decisions["kill-b"]
-    # the first POST hangs 3.8 s at the simulator (the client waits 4 s): in flight when the process dies
-    outbound.fault(route="POST /fhir/Task", action="delay", delay=3.8, count=1)
+    # every POST fails (503) while the three changes are queued...
+    outbound.fault(route="POST /fhir/Task", status=503, count=10_000)
     task_a = outbound.user_change(_task(outbound, a, outbound.other_eg), "41", "150")
     outbound.user_change(task_a, "42")
     outbound.user_change(_task(outbound, b, outbound.other_eg), "41", "151")
     wait_for(lambda: len(outbound.outbox_items(a["id_nat_decision"])) == 2
-             and len(outbound.outbox_items(b["id_nat_decision"])) == 1, "every change queued", pause=0.05)
-    in_flight = [i.id for i in outbound.outbox_items(a["id_nat_decision"]) if i.state is ItemState.SENDING]
+             and len(outbound.outbox_items(b["id_nat_decision"])) == 1, "every change queued")
+    # ...then the next attempt hangs 3.8 s at the simulator (the client waits 4 s): killed while it is in flight
+    outbound.clear_faults()
+    outbound.fault(route="POST /fhir/Task", action="delay", delay=3.8, count=1)
+    wait_for(lambda: not httpx.get(f"{outbound.sim.admin_url}/faults", timeout=10).json()["faults"],
+             "a POST held by the simulator", pause=0.02)
     running.kill()
+    in_flight = [i.id for d in (a, b) for i in outbound.outbox_items(d["id_nat_decision"])
+                 if i.state is ItemState.SENDING]
     outbound.clear_faults()
     running.start()
     statuses_a = _wait_statuses(outbound, a["id_nat_decision"], 2)
     statuses_b = _wait_statuses(outbound, b["id_nat_decision"], 1)
-    # at least once: the POST in flight at the kill was applied by the simulator and is sent again after the
-    # restart (the item was still 'sending'); collapsing that duplicate gives each change once, in order
+    # the item in flight at the kill was still 'sending': the restarted process recovers it (its worker is dead)
+    # and sends it again. At least once: had the server applied the interrupted POST, it would hold it twice
+    # (the simulator drops a request whose client left before its body was read); collapsing such a duplicate
+    # gives each change once, in order
     collapsed = [s for i, s in enumerate(statuses_a) if i == 0 or s != statuses_a[i - 1]]
     assert collapsed == [("41", "150", None, None), ("42", None, None, None)]
     assert len(statuses_a) <= 3
@@ -257,22 +265,23 @@ def test_sigkill_mid_queue_loses_nothing_after_restart(running: ServiceProcess, 
     assert in_flight, "the kill did not happen while a POST was in flight (the test proved less than it should)"
 
 
-def test_reconciliation_catches_a_change_made_while_vtdui_and_the_hook_were_down(running: ServiceProcess,
-                                                                                 env: Env) -> None:
+def test_reconciliation_catches_a_change_made_while_vtdui_was_down(running: ServiceProcess, env: Env,
+                                                                   hapi: Any) -> None:
     outbound, decisions = env
     decision = decisions["reconcile"]
     assert running.stop(signal.SIGTERM) == 0  # clean shutdown
-    # HAPI gave up delivering: the Subscription is off while the change is made
-    with outbound.fhir() as client:
-        sub = client.get("Subscription/vtdui-worklist-task").json()
-        sub["status"] = "off"
-        assert client.put("Subscription/vtdui-worklist-task", json=sub).status_code == 200
     outbound.user_change(_task(outbound, decision, outbound.other_eg), "41", "152")
-    assert json.loads(outbound.cli("setup", "--json").stdout)["subscriptions"][1]["changed"] is True
-    running.start()
-    assert _wait_statuses(outbound, decision["id_nat_decision"], 1) == [("41", "152", None, None)]
-    assert running.metrics()["vtdui_reconcile_items_total"] >= 1
-    assert running.metrics()["vtdui_hook_deliveries_total"] == 0
+    # restarted on another port: HAPI's deliveries (and its retries) go to the old one and fail, as when HAPI
+    # gave up; only the reconciliation can find the change
+    running.start("--port", str(free_port(hapi.bind_host)))
+    try:
+        assert _wait_statuses(outbound, decision["id_nat_decision"], 1) == [("41", "152", None, None)]
+        [item] = outbound.outbox_items(decision["id_nat_decision"])
+        assert item.origin["via"] == "reconciliation" and item.state is ItemState.SENT
+        metrics = running.metrics()
+        assert metrics["vtdui_reconcile_items_total"] >= 1 and metrics["vtdui_hook_deliveries_total"] == 0
+    finally:
+        assert running.stop() == 0  # the next test starts it on the port the Subscriptions call
 
 
 def test_metrics_and_health(running: ServiceProcess, env: Env) -> None:

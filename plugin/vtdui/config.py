@@ -8,14 +8,16 @@ none of them, the embedded defaults (local HAPI on port 8080, no ViaTrajectoire 
 
 Environment overrides (they win over the file):
 
-=========================  ===========================================
-``FHIR_BASE_URL``          ``hapi.base_url``
-``VTDUI_STATE_DIR``        ``state_dir``
-``VTDUI_HOOKS_DIR``        ``hooks_dir``
-``VTDUI_VT_BASE_URL``      ``viatrajectoire.base_url``
-``VTDUI_VT_TOKEN_URL``     ``viatrajectoire.token_url``
-``VTDUI_CLIENT_SECRET``    ``viatrajectoire.client_secret``
-=========================  ===========================================
+===============================  ===========================================
+``FHIR_BASE_URL``                ``hapi.base_url``
+``VTDUI_STATE_DIR``              ``state_dir``
+``VTDUI_HOOKS_DIR``              ``hooks_dir``
+``VTDUI_VT_BASE_URL``            ``viatrajectoire.base_url``
+``VTDUI_VT_TOKEN_URL``           ``viatrajectoire.token_url``
+``VTDUI_CLIENT_SECRET``          ``viatrajectoire.client_secret``
+``VTDUI_RECEIVER_HOST``          ``receiver.host``
+``VTDUI_RECEIVER_PUBLIC_URL``    ``receiver.public_url``
+===============================  ===========================================
 
 A secret value may be written literally, as ``"env:NAME"`` (read from the environment) or as
 ``"file:/path"`` (read from a file, trailing newline removed).
@@ -484,9 +486,9 @@ def load_config(path: Path | str | None = None, *, env: Mapping[str, str] | None
     except ConfigError as exc:
         errors.add("receiver.secret", str(exc))
     receiver = ReceiverSettings(
-        host=_typed(rec_t, "host", str, "receiver", errors, "127.0.0.1"),
+        host=env.get("VTDUI_RECEIVER_HOST") or _typed(rec_t, "host", str, "receiver", errors, "127.0.0.1"),
         port=_typed(rec_t, "port", int, "receiver", errors, 8765),
-        public_url=_typed(rec_t, "public_url", str, "receiver", errors, None),
+        public_url=env.get("VTDUI_RECEIVER_PUBLIC_URL") or _typed(rec_t, "public_url", str, "receiver", errors, None),
         secret=rec_secret,
     )
 

@@ -177,3 +177,20 @@ def test_evidence_export_writes_payload_and_trace_without_secrets(tmp_path: Path
 ])
 def test_hook_endpoint(host: str, port: int, public: str | None, expected: str) -> None:
     assert hook_endpoint(host, port, public) == expected
+
+
+def test_outbox_table_and_receiver_overrides(tmp_path: Path) -> None:
+    from vtdui.config import load_config
+    from vtdui.errors import ConfigError
+
+    path = tmp_path / "vtdui.toml"
+    path.write_text('[receiver]\nhost = "127.0.0.1"\nsecret = "s"\n'
+                    "[outbox]\npoll_seconds = 1\nreconcile_seconds = 60\n")
+    config = load_config(path, env={"VTDUI_RECEIVER_HOST": "0.0.0.0",
+                                    "VTDUI_RECEIVER_PUBLIC_URL": "http://vtdui:8765/vtdui/hook"})
+    assert config.receiver.host == "0.0.0.0" and config.receiver.public_url == "http://vtdui:8765/vtdui/hook"
+    assert (config.outbox.poll_seconds, config.outbox.reconcile_seconds, config.outbox.lease_seconds) == (1, 60, 300)
+    path.write_text("[outbox]\npoll_seconds = 0\nreconcile_second = 5\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert "outbox.poll_seconds" in str(error.value) and "did you mean 'reconcile_seconds'" in str(error.value)

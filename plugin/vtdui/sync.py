@@ -4,20 +4,24 @@ One cycle (:meth:`SyncEngine.run_once`) visits every configured establishment. F
 
 * **flux 1**: search decision ids changed since the cursor, read each, decode and parse the CDA, map it
   (hook ``map_decision``), write one HAPI transaction per decision, then apply the flux-5 statuses that
-  were waiting for that decision;
+  were waiting for that decision. Reads and parsing run :data:`PREFETCH` documents ahead in threads;
+  mapping hooks and writes stay in this thread, in order;
 * **flux 3**: for each decision whose consent ViaTrajectoire accepted (and whose evaluation is missing or
   older than the decision), fetch the evaluation and store it;
 * **flux 5**: search statuses since the cursor, keep each one (dedupe by ViaTrajectoire Task id and
   version), and apply those whose decision is known.
 
-Windows: the first connection looks back ``first_lookback_days`` (J-30); afterwards each search starts at
-the previous *committed* cursor minus ``overlap_seconds``, and what the overlap lists again is skipped
-(same id and ``lastUpdated``). A cursor only moves after every item of its window is in HAPI or kept
-aside in the quarantine; a passing fault (network, HAPI or ViaTrajectoire down) leaves it where it was,
-so the next cycle covers the same window again.
+Windows: the first connection looks back ``first_lookback_days`` (J-30, minus :data:`LOOKBACK_MARGIN` so
+that ViaTrajectoire, counting on its own clock, accepts the bound); afterwards each search starts at the
+previous *committed* cursor minus ``overlap_seconds``, and what the overlap lists again is skipped (same
+id and ``lastUpdated``). A window ends at ViaTrajectoire's time of the search (the ``Date`` of its first
+page), so a clock difference between the DUI and ViaTrajectoire cannot open a gap. A cursor only moves
+after every item of its window is in HAPI or kept aside in the quarantine; a passing fault (network,
+HAPI or ViaTrajectoire down) leaves it where it was, so the next cycle covers the same window again.
 
-Bad documents never stop the rest: they are quarantined with their reason and retried on later cycles
-(a new version of the document resolves the entry).
+Bad documents never stop the rest: a hostile or malformed CDA, a read refused for one id, a mapping hook
+that raises or a transaction HAPI refuses (4xx) is quarantined with its reason and retried on later
+cycles (a new version of the document resolves the entry); ``vtdui status`` lists them.
 """
 
 from __future__ import annotations

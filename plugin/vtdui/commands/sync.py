@@ -56,5 +56,9 @@ def sync(config_path: Path | None, once: bool, only: tuple[str, ...], as_json: b
                                "establishments": [vars(r) for r in report.establishments]}, indent=2))
     else:
         print_report(report, Console())
+        quarantined = report.total("quarantined")
+        if quarantined:
+            Console().print(f"{quarantined} document(s) kept aside: `vtdui status` lists them with their reason "
+                            "(retried on the next cycles)")
     if not report.ok:
         raise SystemExit(2)

@@ -1,9 +1,9 @@
 """Inbound benchmark (issue 4): ingest throughput of ``vtdui sync`` against posting the same bundles to HAPI.
 
-Run (not part of the default test run: ``benchmarks/`` is outside ``testpaths``)::
+Run (not part of the default test run: ``bench_*.py`` is not collected by default)::
 
-    python -m pytest benchmarks/bench_inbound.py -m benchmark -s
-    VTDUI_BENCH_DECISIONS=10000 python -m pytest benchmarks/bench_inbound.py -m benchmark -s   # 10,000 back-fill
+    python -m pytest tests/benchmarks/bench_inbound.py -m benchmark -s
+    VTDUI_BENCH_DECISIONS=10000 python -m pytest tests/benchmarks/bench_inbound.py -m benchmark -s   # 10,000 back-fill
 
 What it measures, in one run, against the session's HAPI server and a simulator over mTLS:
 

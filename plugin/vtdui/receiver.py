@@ -49,6 +49,7 @@ __all__ = [
     "ResourceSink",
     "check_subscriptions",
     "create_app",
+    "disable_subscriptions",
     "hook_endpoint",
     "install_subscriptions",
     "subscription_templates",
@@ -286,3 +287,22 @@ def check_subscriptions(store: SubscriptionStore, endpoint: str, secret: str, *,
             problems.append(f"Subscription/{wanted['id']} is {current.get('status')} or points elsewhere than "
                             f"{endpoint} (run `vtdui setup` with this configuration)")
     return problems
+
+
+def disable_subscriptions(store: SubscriptionStore, *,
+                          templates: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
+    """Set vtdui's Subscriptions to ``off`` (HAPI stops delivering); return the ids changed.
+
+    Prefer this to deleting them: HAPI 8.8 names a delivery channel after the Subscription id, and a
+    Subscription deleted while deliveries are being retried leaves that channel closed, so the same id
+    installed again later is reported ``active`` but never delivers (HAPI-2659 in HAPI's log).
+    ``install_subscriptions`` turns them back on.
+    """
+    changed: list[str] = []
+    for template in templates if templates is not None else subscription_templates():
+        current = store.read("Subscription", str(template["id"]))
+        if current is None or current.get("status") == "off":
+            continue
+        store.update({**current, "status": "off"})
+        changed.append(str(template["id"]))
+    return changed

@@ -12,7 +12,7 @@ from vtdui.config import load_config
 from vtdui.errors import ConfigError
 from vtdui.logs import setup_logging
 from vtdui.profiles import install_terminology
-from vtdui.receiver import hook_endpoint, install_subscriptions
+from vtdui.receiver import disable_subscriptions, hook_endpoint, install_subscriptions
 from vtdui.runtime import Runtime
 
 __all__ = ["setup"]
@@ -27,8 +27,11 @@ __all__ = ["setup"]
 @click.option("--no-terminology", is_flag=True, help="Do not install the NOS terminology snapshot.")
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for HAPI to activate the Subscriptions.")
+@click.option("--off", "turn_off", is_flag=True,
+              help="Turn vtdui's Subscriptions off instead (HAPI stops delivering; the reconciliation still "
+                   "finds the changes while `vtdui run` runs). Running setup again turns them back on.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
-def setup(config_path: Path | None, endpoint: str | None, no_terminology: bool, timeout: float,
+def setup(config_path: Path | None, endpoint: str | None, no_terminology: bool, timeout: float, turn_off: bool,
           as_json: bool) -> None:
     """Install the REST-hook Subscriptions and the terminology into HAPI; start the reconciliation cursors.
 
@@ -39,6 +42,12 @@ def setup(config_path: Path | None, endpoint: str | None, no_terminology: bool, 
     """
     config = load_config(config_path)
     setup_logging(config.log_level, config.log_format)
+    if turn_off:
+        with Runtime(config) as runtime:
+            changed = disable_subscriptions(runtime.store)
+        click.echo(json.dumps({"off": changed}) if as_json else
+                   f"Subscriptions turned off: {', '.join(changed) or 'none (already off or not installed)'}")
+        return
     secret = config.receiver.secret
     if not secret:
         raise ConfigError("receiver.secret is empty: set a long random value (receiver.secret = "

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
-from outbound_e2e_helpers import OutboundEnv, ServiceProcess, status_key, wait_for
+from outbound_e2e_helpers import OutboundEnv, ServiceProcess, status_key, wait_for, wind_down
 
 from vtdui.config import load_config
 from vtdui.runtime import Runtime
@@ -124,8 +124,7 @@ def test_outbound_latency_and_throughput(env: tuple[OutboundEnv, dict[str, dict[
         assert sent == len(THROUGHPUT_CHANGES) * N_ITEMS, (sent, len(queued.items))
     finally:
         admin.close()
-        if service.running():
-            service.stop()
+        wind_down(outbound, service)
     p50, p99 = statistics.median(latencies), _quantile(latencies, 0.99)
     d50, d99 = statistics.median(direct), _quantile(direct, 0.99)
     print()

@@ -8,18 +8,22 @@ then plays the DUI user by PUTting work-list Tasks and Consents into HAPI.
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from outbound_e2e_helpers import OutboundEnv, ServiceProcess, free_port, wait_for
+from outbound_e2e_helpers import CHILD_ENV, OutboundEnv, ServiceProcess, free_port, wait_for, wind_down
 
+from vtdui.profiles import profiles_dir
 from vtdui.receiver import subscription_templates
 from vtdui.simulator.server import start_simulator
+
+#: Suffix of this module's Subscription ids (see ``_profiles``).
+SUFFIX = "-e2e"
 
 #: Decisions created before the first inbound cycle, by name (the establishment is chosen in ``env``).
 DECISIONS = ("trial", "admission", "refusal", "blocked", "other", "faults", "timeout", "consent",
@@ -47,11 +51,27 @@ def _config_text(sim: Any, state_dir: Path, host: str, port: int, public_url: st
     return "\n".join(out) + "\n"
 
 
+def _profiles(target: Path, suffix: str) -> Path:
+    """A profiles directory whose Subscription templates have ids of their own (``vtdui-…-e2e<seed>``).
+
+    HAPI 8.8 leaves a Subscription's delivery channel closed when it is turned off or deleted while deliveries
+    are queued; the same id installed again by a later test module would then never deliver (HAPI-2659). Ids
+    of its own keep this module's Subscriptions apart from the other modules'.
+    """
+    (target / "subscriptions").mkdir(parents=True)
+    (target / "terminology").symlink_to(profiles_dir() / "terminology")
+    for template in subscription_templates():
+        template["id"] = f"{template['id']}{suffix}"
+        (target / "subscriptions" / f"Subscription-{template['id']}.json").write_text(json.dumps(template))
+    return target
+
+
 @pytest.fixture(scope="module")
 def env(hapi: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OutboundEnv, dict[str, dict[str, Any]]]]:
     """The simulator, the decisions of the tests, the configuration, and `vtdui setup` done."""
     tmp = tmp_path_factory.mktemp("outbound-e2e")
     seed = random.SystemRandom().randrange(1, 10**9)
+    CHILD_ENV["VTDUI_PROFILES_DIR"] = str(_profiles(tmp / "profiles", f"{SUFFIX}{seed}"))
     sim = start_simulator(tmp / "simulator", seed=seed, n_decisions=1, port=0, admin_port=0,
                           hapi_base_url=hapi.base_url)
     try:
@@ -74,10 +94,9 @@ def env(hapi: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[O
                      for name in DECISIONS}
         outbound.cli("setup", "--json")
         yield outbound, decisions
+        # an active Subscription would keep calling a receiver that is gone (normally already off: see wind_down)
+        outbound.cli("setup", "--off")
     finally:
-        # an active Subscription would keep calling a receiver that is gone
-        for template in subscription_templates():
-            httpx.delete(f"{hapi.base_url}/Subscription/{template['id']}", timeout=30)
         sim.stop()
 
 
@@ -95,8 +114,7 @@ def service(env: tuple[OutboundEnv, dict[str, dict[str, Any]]], hapi: Any) -> It
         wait_for(lambda d=decision, e=eg: outbound.worklist_task(d["id_nat_decision"], e),
                  f"the work-list item of decision {name!r}", timeout=120)
     yield proc
-    if proc.running():
-        proc.stop()
+    wind_down(outbound, proc)
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ from vtdui.mapping.worklist import set_business_status, set_input, worklist_quer
 from vtdui.outbox import Outbox, OutboxItem
 
 VTDUI = str(Path(sys.executable).parent / "vtdui")
+#: Environment of the `vtdui` subprocesses (the conftest points VTDUI_PROFILES_DIR to this module's profiles).
+CHILD_ENV: dict[str, str] = {}
 FHIR_HEADERS = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
 
 
@@ -97,7 +99,7 @@ class ServiceProcess:
         self.logs.append(log)
         handle = log.open("wb")
         self.process = subprocess.Popen([VTDUI, "run", "--config", str(self.config_path), *extra], cwd=self.cwd,
-                                        stdout=handle, stderr=subprocess.STDOUT, env={**os.environ})
+                                        stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **CHILD_ENV})
         handle.close()
 
         def healthy() -> bool:
@@ -138,6 +140,22 @@ class ServiceProcess:
                 name, _, value = line.rpartition(" ")
                 out[name] = float(value)
         return out
+
+
+def wind_down(env: OutboundEnv, service: ServiceProcess) -> None:
+    """Turn the Subscriptions off while the receiver still answers, then stop `vtdui run`.
+
+    HAPI retries failed deliveries for about a minute; a Subscription turned off or deleted while some are
+    retried leaves its delivery channel closed in HAPI 8.8, and the same Subscription id installed again
+    later (by another test module) would never deliver. So: receiver up, retries drained, then off.
+    """
+    if service.running():
+        service.stop()
+    service.start("--no-sync")  # no inbound cycle: nothing new for HAPI to deliver while the Subscriptions go off
+    time.sleep(6)  # HAPI's retries (every few seconds) reach the receiver again
+    env.cli("setup", "--off")
+    time.sleep(6)  # HAPI processes the change of the Subscription (asynchronously, every 5 s)
+    service.stop()
 
 
 @dataclass
@@ -232,7 +250,7 @@ class OutboundEnv:
 
     def cli(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([VTDUI, *args, "--config", str(self.config_path)], cwd=self.tmp, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+                              text=True, timeout=timeout, check=False, env={**os.environ, **CHILD_ENV})
         if check:
             assert done.returncode == 0, f"vtdui {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
         return done

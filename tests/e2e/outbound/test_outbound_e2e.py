@@ -47,7 +47,7 @@ def _wait_statuses(env: OutboundEnv, id_nat: str, count: int, timeout: float = 9
 def test_setup_is_idempotent(env: Env) -> None:
     outbound, _ = env
     done = json.loads(outbound.cli("setup", "--json").stdout)
-    assert {s["id"]: (s["status"], s["changed"]) for s in done["subscriptions"]} == {
+    assert {s["id"].rsplit("-e2e", 1)[0]: (s["status"], s["changed"]) for s in done["subscriptions"]} == {
         "vtdui-consent": ("active", False), "vtdui-worklist-task": ("active", False)}
     assert done["terminology"]["created"] == [] and done["terminology"]["updated"] == []
     assert done["reconciliation_cursors_started"] == []
@@ -106,26 +106,6 @@ def test_a_note_or_the_plugins_own_writes_emit_nothing(running: ServiceProcess, 
     assert len(outbound.outbox_items(id_nat)) == 1
 
 
-def test_sent_resources_validate_against_the_official_profiles(running: ServiceProcess, env: Env) -> None:
-    outbound, decisions = env
-    files = sorted(SHARED_IG.glob("*.json"))
-    assert files, f"official IG resources not found in {SHARED_IG}"
-    _wait_statuses(outbound, decisions["trial"]["id_nat_decision"], 4)
-    body = outbound.received(decisions["trial"]["id_nat_decision"])[3]["body"]  # ESMS + complete unit block
-    with outbound.fhir() as client:
-        for path in files:
-            resource = json.loads(path.read_text(encoding="utf-8"))
-            if "resourceType" not in resource or "id" not in resource:
-                continue
-            response = client.put(f"{resource['resourceType']}/{resource['id']}", json=resource)
-            assert response.status_code in (200, 201), response.text
-        response = client.post("Task/$validate", params={"profile": sdo.PROFILE_TASK}, json=body, timeout=300)
-    assert response.status_code in (200, 412), response.text
-    errors = [f"{i.get('diagnostics')} @ {i.get('expression')}" for i in response.json().get("issue", [])
-              if i.get("severity") in ("error", "fatal")]
-    assert errors == []
-
-
 # -- consent then evaluation ------------------------------------------------------------------------------
 
 
@@ -160,6 +140,43 @@ def test_local_consent_is_sent_then_the_evaluation_lands_in_hapi(running: Servic
     [document] = wait_for(evaluation, "the evaluation (flux 3) in HAPI", timeout=60)
     assert document["meta"]["source"].startswith(sdo.PLUGIN_SOURCE)
     assert len(outbound.received(id_nat, "Consent")) == 1
+
+
+#: HAPI ships no LOINC: the three codes the IG uses (the same fragment as tests/simulator), so that the required
+#: binding of Consent.category is checked instead of failing as an unknown code system.
+LOINC_FRAGMENT = {
+    "resourceType": "CodeSystem", "id": "vtdui-test-loinc-fragment", "url": "http://loinc.org",
+    "meta": {"tag": [{"system": "urn:vtdui:fhir:tag", "code": "test"}]},
+    "name": "LOINCFragment", "status": "active", "content": "complete",
+    "concept": [{"code": "57830-2", "display": "Admission request Document"},
+                {"code": "51848-0", "display": "Evaluation note"},
+                {"code": "59284-0", "display": "Consent"}],
+}
+
+
+def test_sent_resources_validate_against_the_official_profiles(running: ServiceProcess, env: Env) -> None:
+    outbound, decisions = env
+    files = sorted(SHARED_IG.glob("*.json"))
+    assert files, f"official IG resources not found in {SHARED_IG}"
+    _wait_statuses(outbound, decisions["trial"]["id_nat_decision"], 4)
+    task = outbound.received(decisions["trial"]["id_nat_decision"])[3]["body"]  # ESMS + complete unit block
+    [consent] = outbound.received(decisions["consent"]["id_nat_decision"], "Consent")
+    with outbound.fhir() as client:
+        response = client.put("CodeSystem/vtdui-test-loinc-fragment", json=LOINC_FRAGMENT)
+        assert response.status_code in (200, 201), response.text
+        for path in files:
+            resource = json.loads(path.read_text(encoding="utf-8"))
+            if "resourceType" not in resource or "id" not in resource:
+                continue
+            response = client.put(f"{resource['resourceType']}/{resource['id']}", json=resource)
+            assert response.status_code in (200, 201), response.text
+        for body, profile in ((task, sdo.PROFILE_TASK), (consent["body"], sdo.PROFILE_CONSENT)):
+            response = client.post(f"{body['resourceType']}/$validate", params={"profile": profile}, json=body,
+                                   timeout=300)
+            assert response.status_code in (200, 412), response.text
+            errors = [f"{i.get('diagnostics')} @ {i.get('expression')}" for i in response.json().get("issue", [])
+                      if i.get("severity") in ("error", "fatal")]
+            assert errors == [], (profile, errors)
 
 
 # -- refusal, blocking, retry -------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     VTDUI_CONFIG=/etc/vtdui/vtdui.toml \
     VTDUI_STATE_DIR=/var/lib/vtdui \
-    VTDUI_HOOKS_DIR=/etc/vtdui/hooks
+    VTDUI_HOOKS_DIR=/etc/vtdui/hooks \
+    VTDUI_PROFILES_DIR=/opt/vtdui/profiles
 
 WORKDIR /opt/vtdui
 COPY pyproject.toml README.md ./

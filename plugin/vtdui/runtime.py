@@ -96,6 +96,11 @@ class Runtime:
                  "stored" if stored else "not available yet")
         return stored
 
+    def token_expiries(self) -> dict[str, float | None]:
+        """Seconds until the cached access token of each legal entity expires (``None``: no token yet)."""
+        with self._lock:
+            return {finess_ej: client.auth.expires_in() for finess_ej, client in self._clients.items()}
+
     def close(self) -> None:
         """Close the clients, the HAPI store, the outbox, the exchange log and the state store."""
         with self._lock:

@@ -197,6 +197,7 @@ class Service:
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self._last_error: dict[str, str] = {}
+        self._cert_expiry: dict[str, datetime] | None = None
 
     # -- one round of everything -------------------------------------------------------------------------
 
@@ -411,6 +412,17 @@ class Service:
         status = "ok" if all(loops.values()) and not self.stopping.is_set() else "unavailable"
         return {"status": status, "version": __version__, "loops": loops, "last_errors": dict(self._last_error)}
 
+    def _certificate_expiries(self) -> dict[str, float]:
+        """Seconds left on each legal entity's certificate, read once (the files do not change under us)."""
+        if self._cert_expiry is None:
+            from vtdui.viatrajectoire.tls import check_certificates
+
+            config = self.runtime.config
+            self._cert_expiry = {c.finess_ej: c.not_after for c in check_certificates(
+                config.legal_entities, config.viatrajectoire.ca_file) if c.not_after is not None}
+        now = datetime.now(UTC)
+        return {ej: round((when - now).total_seconds()) for ej, when in self._cert_expiry.items()}
+
     def render_metrics(self) -> str:
         """The Prometheus text exposition of the figures of ``vtdui status`` and this process's counters."""
         runtime = self.runtime
@@ -468,6 +480,13 @@ class Service:
                [({}, reconcile_items)])
         metric("vtdui_hook_deliveries_total", "counter", "REST-hook deliveries from HAPI that queued items.",
                [({}, hooks)])
+        tokens = runtime.token_expiries()
+        metric("vtdui_token_expires_in_seconds", "gauge",
+               "Seconds until the cached access token of each legal entity expires (renewed before).",
+               [({"finess_ej": ej}, round(left, 3)) for ej, left in sorted(tokens.items()) if left is not None])
+        metric("vtdui_client_certificate_expiry_seconds", "gauge",
+               "Seconds until the client certificate of each legal entity expires (negative once expired).",
+               [({"finess_ej": ej}, left) for ej, left in sorted(self._certificate_expiries().items())])
         latency = runtime.exchanges.latency_snapshot()
         metric("vtdui_viatrajectoire_request_duration_seconds_count", "counter",
                "HTTP attempts towards ViaTrajectoire by kind (token, fhir) and status class.",

@@ -1,4 +1,9 @@
-"""``vtdui status``: cursors, last successes, quarantined documents (and the outbox when present)."""
+"""``vtdui status``: per establishment, how fresh the inbound side is and what waits on the outbound side.
+
+Read from the state directory only (cursors, quarantine, outbox) plus the certificate files, so it works
+whether ``vtdui run`` is running or not. The same figures are on ``/metrics`` of ``vtdui run``, which adds
+the live ones (access-token expiry, counters, latencies).
+"""
 
 from __future__ import annotations
 
@@ -11,30 +16,99 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from vtdui.config import load_config
-from vtdui.outbox import Outbox
+from vtdui.config import Config, load_config
+from vtdui.outbox import ItemState, Outbox
 from vtdui.state import StateStore
 
+__all__ = ["collect_status", "status"]
 
-def collect_status(state: StateStore) -> dict[str, Any]:
-    """Gather the figures shown by ``vtdui status`` (also used by the metrics endpoint)."""
+_UNSENT = (ItemState.PENDING, ItemState.SENDING)
+
+
+def _age(moment: datetime | None, now: datetime) -> int | None:
+    return None if moment is None else round((now - moment).total_seconds())
+
+
+def _outbox_by_establishment(outbox: Outbox, now: datetime) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for item in outbox.list(states=(*_UNSENT, ItemState.FAILED)):
+        entry = found.setdefault(item.finess_eg, {"unsent": 0, "failed": 0, "oldest_unsent_age_seconds": None})
+        if item.state is ItemState.FAILED:
+            entry["failed"] += 1
+            continue
+        entry["unsent"] += 1
+        age = _age(item.first_enqueued_at, now)
+        if entry["oldest_unsent_age_seconds"] is None or (age or 0) > entry["oldest_unsent_age_seconds"]:
+            entry["oldest_unsent_age_seconds"] = age
+    return found
+
+
+def collect_status(state: StateStore, config: Config | None = None, *, certificates: bool = True) -> dict[str, Any]:
+    """Gather the figures shown by ``vtdui status`` (JSON-ready).
+
+    Args:
+        state: the state store.
+        config: the configuration; gives the establishments (also those never synced yet) and the
+            certificates; without it only what the state holds is reported.
+        certificates: open the client certificates to report their expiry.
+    """
     now = datetime.now(UTC)
-    cursors = [{"finess_eg": c.finess_eg, "flux": c.flux, "cursor": c.instant.isoformat(),
+    cursors: list[dict[str, Any]] = [{"finess_eg": c.finess_eg, "flux": c.flux, "cursor": c.instant.isoformat(),
                 "last_success": c.last_success.isoformat(),
-                "last_success_age_seconds": round((now - c.last_success).total_seconds())}
+                "last_success_age_seconds": _age(c.last_success, now)}
                for c in state.cursors()]
-    quarantined = [{"key": q.key, "finess_eg": q.finess_eg, "flux": q.flux, "reason": q.reason,
+    quarantined: list[dict[str, Any]] = [{"key": q.key, "finess_eg": q.finess_eg, "flux": q.flux, "reason": q.reason,
                     "message": q.message, "attempts": q.attempts, "first_seen": q.first_seen, "path": q.path}
                    for q in state.quarantined()]
-    result: dict[str, Any] = {"cursors": cursors, "quarantined": quarantined,
-                              "documents_stored": state.document_count(),
-                              "statuses_waiting": state.waiting_status_count()}
+    waiting: dict[str, int] = state.waiting_status_count()
     outbox = Outbox.open(state.state_dir)
     try:
-        result["outbox"] = outbox.counts()
+        counts = outbox.counts()
+        oldest = outbox.oldest_pending_age()
+        per_eg_outbox = _outbox_by_establishment(outbox, now)
     finally:
         outbox.close()
-    return result
+
+    names: dict[str, str] = {}
+    legal_entities: list[dict[str, Any]] = []
+    if config is not None:
+        for _entity, establishment in config.establishments():
+            names[establishment.finess_eg] = establishment.name
+        checks = {}
+        if certificates:
+            from vtdui.viatrajectoire.tls import check_certificates
+
+            checks = {c.finess_ej: c for c in check_certificates(config.legal_entities, config.viatrajectoire.ca_file)}
+        for entity in config.legal_entities:
+            check = checks.get(entity.finess_ej)
+            legal_entities.append({
+                "finess_ej": entity.finess_ej, "name": entity.name,
+                "certificate_not_after": check.not_after.isoformat() if check and check.not_after else None,
+                "certificate_days_left": check.days_left if check else None,
+                "certificate_error": check.error if check else None,
+            })
+    egs: list[str] = sorted(set(names) | {c["finess_eg"] for c in cursors if c["finess_eg"].isdigit()}
+                 | {q["finess_eg"] for q in quarantined} | set(per_eg_outbox))
+    establishments = []
+    for eg in egs:
+        by_flux = {c["flux"]: c for c in cursors if c["finess_eg"] == eg}
+        box = per_eg_outbox.get(eg, {"unsent": 0, "failed": 0, "oldest_unsent_age_seconds": None})
+        establishments.append({
+            "finess_eg": eg, "name": names.get(eg, ""),
+            "flux1_last_success_age_seconds": by_flux.get("1", {}).get("last_success_age_seconds"),
+            "flux5_last_success_age_seconds": by_flux.get("5", {}).get("last_success_age_seconds"),
+            "quarantined": sum(1 for q in quarantined if q["finess_eg"] == eg),
+            "statuses_waiting": waiting.get(eg, 0),
+            "outbox_unsent": box["unsent"], "outbox_failed": box["failed"],
+            "outbox_oldest_unsent_age_seconds": box["oldest_unsent_age_seconds"],
+        })
+    return {"establishments": establishments, "legal_entities": legal_entities, "cursors": cursors,
+            "quarantined": quarantined, "documents_stored": state.document_count(), "statuses_waiting": waiting,
+            "outbox": counts, "outbox_oldest_unsent_age_seconds": None if oldest is None else round(oldest)}
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 @click.command()
@@ -42,29 +116,37 @@ def collect_status(state: StateStore) -> dict[str, Any]:
               help="Configuration file (default: $VTDUI_CONFIG or ./vtdui.toml).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(config_path: Path | None, as_json: bool) -> None:
-    """Show cursors and last success per establishment, quarantined documents and the outbox."""
+    """Per establishment: last successful polls, quarantined documents, outbox depth and age; certificates."""
     cfg = load_config(config_path)
     state = StateStore(cfg.state_dir)
     try:
-        data = collect_status(state)
+        data = collect_status(state, cfg)
     finally:
         state.close()
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     console = Console()
-    table = Table(title="inbound cursors")
-    for column in ("establishment", "flux", "cursor", "last success", "age (s)"):
-        table.add_column(column)
-    for c in data["cursors"]:
-        table.add_row(c["finess_eg"], c["flux"], c["cursor"], c["last_success"], str(c["last_success_age_seconds"]))
+    table = Table(title="establishments: seconds since the last poll (flux 1, 5), kept aside, outbox",
+                  caption="waiting: flux-5 statuses waiting for their decision; oldest: age of the oldest unsent item")
+    for column in ("FINESS EG", "flux 1", "flux 5", "quarantine", "waiting", "unsent", "failed", "oldest"):
+        table.add_column(column, justify="left" if column == "FINESS EG" else "right", no_wrap=True)
+    for e in data["establishments"]:
+        table.add_row(e["finess_eg"], _dash(e["flux1_last_success_age_seconds"]),
+                      _dash(e["flux5_last_success_age_seconds"]), str(e["quarantined"]), str(e["statuses_waiting"]),
+                      str(e["outbox_unsent"]), str(e["outbox_failed"]), _dash(e["outbox_oldest_unsent_age_seconds"]))
     console.print(table)
+    for entity in data["legal_entities"]:
+        if entity["certificate_error"] and entity["certificate_error"] != "expired":
+            console.print(f"legal entity {entity['finess_ej']}: certificate unusable: {entity['certificate_error']}")
+        else:
+            console.print(f"legal entity {entity['finess_ej']}: certificate valid until "
+                          f"{_dash(entity['certificate_not_after'])} ({entity['certificate_days_left']} days)")
+    outbox = ", ".join(f"{state} {n}" for state, n in data["outbox"].items())
+    console.print(f"outbox: {outbox}; oldest unsent: {_dash(data['outbox_oldest_unsent_age_seconds'])} s")
     console.print(f"documents stored: {data['documents_stored']}")
-    waiting = data["statuses_waiting"]
-    console.print("flux-5 statuses waiting for their decision: "
-                  + (", ".join(f"{eg}: {n}" for eg, n in waiting.items()) if waiting else "none"))
     if data["quarantined"]:
-        q_table = Table(title="quarantined documents")
+        q_table = Table(title="quarantined documents (vtdui keeps retrying them; raw files under state_dir)")
         for column in ("establishment", "flux", "document", "reason", "attempts", "message"):
             q_table.add_column(column)
         for q in data["quarantined"]:
@@ -72,5 +154,3 @@ def status(config_path: Path | None, as_json: bool) -> None:
         console.print(q_table)
     else:
         console.print("quarantined documents: none")
-    if "outbox" in data:
-        console.print_json(json.dumps(data["outbox"]))

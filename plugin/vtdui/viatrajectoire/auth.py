@@ -103,6 +103,11 @@ class TokenProvider:
             self._token = None
             return self._fetch(attempt).value
 
+    def expires_in(self) -> float | None:
+        """Seconds until the cached token expires (negative once expired); ``None`` when none is cached."""
+        current = self._token
+        return None if current is None else current.expires_at - self._clock()
+
     def invalidate(self) -> None:
         """Forget the cached token (the next :meth:`token` call fetches one)."""
         with self._lock:

@@ -124,24 +124,7 @@ RULES: Final[Mapping[str, Rule]] = {
 # -- slices of ESMSTask.input ---------------------------------------------------------------------
 
 _REQUIRED_SLICES: Final = (sdo.ID_NAT_STRUCT, sdo.NOM_ESMS, sdo.ID_DECISION, sdo.ID_NAT_DECISION)
-_SLICE_VALUE: Final[Mapping[str, str]] = {
-    sdo.ID_NAT_STRUCT: "valueIdentifier",
-    sdo.NOM_ESMS: "valueString",
-    sdo.STATUT_ESMS: "valueCodeableConcept",
-    sdo.MOTIF_ESMS: "valueCodeableConcept",
-    sdo.DATE_STATUT_ESMS: "valueDate",
-    sdo.ID_UNITE: "valueIdentifier",
-    sdo.NOM_UNITE: "valueString",
-    sdo.CATEGORIE_ORGANISATION: "valueCodeableConcept",
-    sdo.TEMPORALITE_ACCUEIL: "valueCodeableConcept",
-    sdo.ACCUEIL_SEQUENTIEL: "valueBoolean",
-    sdo.MODE_PRISE_CHARGE: "valueCodeableConcept",
-    sdo.STATUT_UNITE: "valueCodeableConcept",
-    sdo.DATE_STATUT_UNITE: "valueDate",
-    sdo.MOTIF_UNITE: "valueCodeableConcept",
-    sdo.ID_DECISION: "valueIdentifier",
-    sdo.ID_NAT_DECISION: "valueIdentifier",
-}
+_SLICE_VALUE: Final[Mapping[str, str]] = sdo.INPUT_VALUE_ELEMENT
 #: slice -> (bound value set, rule name, short JDV name)
 _BINDINGS: Final[Mapping[str, tuple[str, str]]] = {
     sdo.STATUT_ESMS: (sdo.JDV_J252, "JDV_J252"),

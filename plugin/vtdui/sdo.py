@@ -124,3 +124,23 @@ def input_type(code: str) -> dict[str, object]:
     expression of regle-StatutUnite see a consistent resource.
     """
     return {"coding": [{"system": INPUT_SYSTEM, "code": code}], "text": code}
+
+#: ``value[x]`` member of each ESMSTask ``input`` slice (InputTaskSDOCodeSystem code -> element name).
+INPUT_VALUE_ELEMENT: Final[dict[str, str]] = {
+    ID_NAT_STRUCT: "valueIdentifier",
+    NOM_ESMS: "valueString",
+    STATUT_ESMS: "valueCodeableConcept",
+    MOTIF_ESMS: "valueCodeableConcept",
+    DATE_STATUT_ESMS: "valueDate",
+    ID_UNITE: "valueIdentifier",
+    NOM_UNITE: "valueString",
+    CATEGORIE_ORGANISATION: "valueCodeableConcept",
+    TEMPORALITE_ACCUEIL: "valueCodeableConcept",
+    ACCUEIL_SEQUENTIEL: "valueBoolean",
+    MODE_PRISE_CHARGE: "valueCodeableConcept",
+    STATUT_UNITE: "valueCodeableConcept",
+    DATE_STATUT_UNITE: "valueDate",
+    MOTIF_UNITE: "valueCodeableConcept",
+    ID_DECISION: "valueIdentifier",
+    ID_NAT_DECISION: "valueIdentifier",
+}

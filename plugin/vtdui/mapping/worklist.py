@@ -44,24 +44,7 @@ __all__ = [
 Task = dict[str, Any]
 
 # value[x] member of each input slice (ESMSTask)
-_VALUE_KEY: dict[str, str] = {
-    sdo.ID_NAT_STRUCT: "valueIdentifier",
-    sdo.NOM_ESMS: "valueString",
-    sdo.STATUT_ESMS: "valueCodeableConcept",
-    sdo.MOTIF_ESMS: "valueCodeableConcept",
-    sdo.DATE_STATUT_ESMS: "valueDate",
-    sdo.ID_UNITE: "valueIdentifier",
-    sdo.NOM_UNITE: "valueString",
-    sdo.CATEGORIE_ORGANISATION: "valueCodeableConcept",
-    sdo.TEMPORALITE_ACCUEIL: "valueCodeableConcept",
-    sdo.ACCUEIL_SEQUENTIEL: "valueBoolean",
-    sdo.MODE_PRISE_CHARGE: "valueCodeableConcept",
-    sdo.STATUT_UNITE: "valueCodeableConcept",
-    sdo.DATE_STATUT_UNITE: "valueDate",
-    sdo.MOTIF_UNITE: "valueCodeableConcept",
-    sdo.ID_DECISION: "valueIdentifier",
-    sdo.ID_NAT_DECISION: "valueIdentifier",
-}
+_VALUE_KEY: dict[str, str] = sdo.INPUT_VALUE_ELEMENT
 
 
 def worklist_value(id_nat_decision: str, finess_eg: str) -> str:

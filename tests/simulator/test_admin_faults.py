@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -210,3 +211,24 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_admin_serves_given_bytes_as_a_document_until_the_next_update(simulator: RunningSimulator, dui: Dui) -> None:
+    eg = dui.egs[0]
+    decision = new_decision(simulator, [eg])
+    hostile = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>'
+    url = f"{simulator.admin_url}/decisions/{decision['id_nat_decision']}/document"
+    answer = httpx.put(url, params={"kind": "decision"}, content=hostile, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["bytes"] == len(hostile)
+    served = dui.get(f"DocumentReference/{decision['docref_id']}", eg).json()
+    assert base64.b64decode(served["content"][0]["attachment"]["data"]) == hostile
+    # a new version serves a regular document again
+    assert admin(simulator, "POST", f"decisions/{decision['id_nat_decision']}/update").status_code == 200
+    again = dui.get(f"DocumentReference/{decision['docref_id']}", eg).json()
+    assert base64.b64decode(again["content"][0]["attachment"]["data"]).startswith(b"<?xml")
+    assert b"<!DOCTYPE" not in base64.b64decode(again["content"][0]["attachment"]["data"])
+    # wrong kind, unknown decision, empty body: refused with a reason
+    assert httpx.put(url, params={"kind": "other"}, content=b"x", timeout=30).status_code == 400
+    assert httpx.put(f"{simulator.admin_url}/decisions/NOPE/document", content=b"x", timeout=30).status_code == 404
+    assert httpx.put(url, content=b"", timeout=30).status_code == 400

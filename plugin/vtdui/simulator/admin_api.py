@@ -7,6 +7,9 @@ Routes (JSON in, JSON out)::
     POST /_admin/decisions                     {"count": N} or one decision:
                                                {"notified_to": [EG...], "id_decision", "id_nat_decision"}
     POST /_admin/decisions/{idNat}/update      new document version (versionNumber+1, RPLC, lastUpdated moves)
+    PUT  /_admin/decisions/{idNat}/document?kind=decision|evaluation
+                                               serve the request body (any bytes, e.g. a hostile CDA) as that
+                                               document until the next update: rehearses the DUI's quarantine
     POST /_admin/events                        MDPH event (37/39/46/49/54) or another establishment's status
     GET  /_admin/received?since=N              what the DUI sent (method, path, struct_idnat, body, validation, status)
     GET|POST|DELETE /_admin/faults             armed faults (see vtdui.simulator.faults)
@@ -160,6 +163,31 @@ async def update_decision(request: Request) -> Response:
     except KeyError as exc:
         raise AdminError(404, f"unknown idNat_Decision {id_nat!r}") from exc
     return JSONResponse(_decision_summary(stored))
+
+
+#: Largest document the admin API accepts to serve (room for oversized-document tests).
+MAX_RAW_DOCUMENT = 64 * 1024 * 1024
+
+
+async def replace_document(request: Request) -> Response:
+    """``PUT /_admin/decisions/{idNat}/document?kind=decision|evaluation``: serve these bytes as the document."""
+    ctx = _ctx(request)
+    id_nat = request.path_params["id_nat"]
+    kind = request.query_params.get("kind", "decision")
+    if kind not in ("decision", "evaluation"):
+        raise AdminError(400, "'kind' must be 'decision' or 'evaluation'")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_RAW_DOCUMENT:
+            raise AdminError(413, f"a document is at most {MAX_RAW_DOCUMENT} bytes here")
+    if not data:
+        raise AdminError(400, "the request body (the document bytes) is empty")
+    try:
+        stored = ctx.state.replace_document(id_nat, "evaluation" if kind == "evaluation" else "decision", bytes(data))
+    except KeyError as exc:
+        raise AdminError(404, f"unknown idNat_Decision {id_nat!r}") from exc
+    return JSONResponse({**_decision_summary(stored), "kind": kind, "bytes": len(data)})
 
 
 def _pair(body: dict[str, Any], key: str) -> tuple[str, str | None] | None:
@@ -395,6 +423,7 @@ def build_admin_app(ctx: SimulatorContext) -> ASGIApp:
         Route("/_admin/decisions", list_decisions, methods=["GET"]),
         Route("/_admin/decisions", create_decisions, methods=["POST"]),
         Route("/_admin/decisions/{id_nat}/update", update_decision, methods=["POST"]),
+        Route("/_admin/decisions/{id_nat}/document", replace_document, methods=["PUT"]),
         Route("/_admin/events", create_event, methods=["POST"]),
         Route("/_admin/received", received, methods=["GET"]),
         Route("/_admin/faults", faults, methods=["GET", "POST", "DELETE"]),

@@ -274,6 +274,20 @@ class SimulatorState:
             stored.last_updated = self.tick()
             return stored
 
+    def replace_document(self, id_nat_decision: str, kind: Literal["decision", "evaluation"],
+                         data: bytes) -> StoredDecision:
+        """Serve ``data`` (any bytes: a broken or hostile CDA) as the current version of a decision's document.
+
+        A later :meth:`update_decision` serves a regular document again.
+
+        Raises:
+            KeyError: unknown decision.
+        """
+        with self.lock:
+            stored = self.decisions[id_nat_decision]
+            stored._cda[(kind, stored.version)] = data
+            return stored
+
     def decision_by_docref(self, docref_id: str) -> tuple[StoredDecision, Literal["decision", "evaluation"]] | None:
         """The decision a DocumentReference id belongs to, and which document it is."""
         with self.lock:

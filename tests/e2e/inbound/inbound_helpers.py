@@ -61,13 +61,12 @@ def event(sim: RunningSimulator, **body: Any) -> dict[str, Any]:
 def serve_raw_cda(sim: RunningSimulator, id_nat_decision: str, cda: bytes) -> None:
     """Make flux 1.3 serve ``cda`` (any bytes) for the current version of a decision.
 
-    The simulator's admin API has no route for hostile documents; its store builds each CDA once per
-    version and keeps it, so the test puts its own bytes in that cache. A later update (new version)
-    serves a regular document again.
+    Through the admin API (``PUT /_admin/decisions/{idNat}/document``), as a user rehearsing the quarantine
+    would; a later update (new version) serves a regular document again.
     """
-    stored = sim.context.state.decisions[id_nat_decision]
-    with sim.context.state.lock:
-        stored._cda[("decision", stored.version)] = cda
+    response = httpx.put(f"{sim.admin_url}/decisions/{id_nat_decision}/document", params={"kind": "decision"},
+                         content=cda, timeout=60)
+    assert response.status_code == 200, response.text
 
 
 @dataclass

@@ -313,6 +313,11 @@ def test_metrics_and_health(running: ServiceProcess, env: Env) -> None:
     assert metrics['vtdui_outbox_items{state="sent"}'] >= 10
     assert any(k.startswith("vtdui_sync_last_success_age_seconds{finess_eg=") for k in metrics)
     assert any(k.startswith("vtdui_viatrajectoire_request_duration_seconds_count{kind=\"fhir\"") for k in metrics)
+    # the certificate of every legal entity, and the access token once one was fetched, with their time left
+    certificates = {k: v for k, v in metrics.items() if k.startswith("vtdui_client_certificate_expiry_seconds{")}
+    assert certificates and all(v > 86400 for v in certificates.values()), certificates
+    tokens = {k: v for k, v in metrics.items() if k.startswith("vtdui_token_expires_in_seconds{")}
+    assert tokens and all(0 < v <= 3600 for v in tokens.values()), tokens
     wrong = httpx.put(f"{running.url}/vtdui/hook/Task/x", json={"resourceType": "Task", "id": "x"}, timeout=10)
     assert wrong.status_code == 401
 

@@ -238,11 +238,13 @@ def _round_trip(runtime: Runtime, admin_url: str, console: Console) -> None:
                   f"decisions stored again: {again.total('decisions_stored')} (nothing is stored twice)")
 
     console.rule("where to look next")
-    console.print(f"  work list:       GET {runtime.config.hapi.base_url}/Task?code=urn:vtdui:task-kind|worklist-item")
-    console.print(f"  sent to VT:      GET {admin_url}/received")
-    console.print(f"  plugin state:    vtdui status --config {runtime.config.path}")
-    console.print(f"  outbox:          vtdui outbox list --config {runtime.config.path}")
-    console.print("  run as a service: vtdui run --config <file>  (see README: Operations)")
+    console.print("  with --keep-running (both servers stay up):")
+    console.print(f"    work list:     GET {runtime.config.hapi.base_url}/Task?code=urn:vtdui:task-kind|worklist-item")
+    console.print(f"    sent to VT:    GET {admin_url}/received")
+    console.print("  at any time (the state stays in the demo directory):")
+    console.print(f"    plugin state:  vtdui status --config {runtime.config.path}")
+    console.print(f"    outbox:        vtdui outbox list --config {runtime.config.path}")
+    console.print("  in production:   vtdui config check, vtdui setup, vtdui run (README: Operations)")
 
 
 def _wait_for_signal() -> None:

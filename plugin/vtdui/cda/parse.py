@@ -771,22 +771,26 @@ def _evaluation(root: etree._Element, r: _Reader) -> Evaluation:
 # Public entry points
 
 
-def _decision_document(root: etree._Element, digest: str, raw: bytes) -> DecisionDocument:
+def _digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _decision_document(root: etree._Element, raw: bytes) -> DecisionDocument:
     r = _Reader()
     header = _header(root, c.TEMPLATE_DECISION, r)
     decision = _decision(root, header, r)
     person = _person(root, r, patient_required=True)
-    return DecisionDocument(header=header, person=person, decision=decision, digest=digest,
+    return DecisionDocument(header=header, person=person, decision=decision, digest=_digest(raw),
                             warnings=tuple(r.warnings), raw=raw)
 
 
-def _evaluation_document(root: etree._Element, digest: str, raw: bytes) -> EvaluationDocument:
+def _evaluation_document(root: etree._Element, raw: bytes) -> EvaluationDocument:
     r = _Reader()
     header = _header(root, c.TEMPLATE_EVALUATION, r)
     person = _person(root, r, patient_required=False)
     evaluation = _evaluation(root, r)
     return EvaluationDocument(header=header, person=person, id_nat_decision=header.id_nat_decision,
-                              evaluation=evaluation, digest=digest, warnings=tuple(r.warnings), raw=raw)
+                              evaluation=evaluation, digest=_digest(raw), warnings=tuple(r.warnings), raw=raw)
 
 
 def parse_decision(xml: bytes, *, limits: Limits = Limits()) -> DecisionDocument:
@@ -799,12 +803,12 @@ def parse_decision(xml: bytes, *, limits: Limits = Limits()) -> DecisionDocument
     Raises:
         DocumentError: the document is hostile, malformed, not this template or lacks its identifiers.
     """
-    root = _load(xml, limits)
-    template = _template(root)
-    if template != c.TEMPLATE_DECISION:
+    raw = bytes(xml)
+    root = _load(raw, limits)
+    if _template(root) != c.TEMPLATE_DECISION:
         raise DocumentError("expected a Decision document (1.2.250.1.213.1.1.1.4.8), got an Evaluation",
                             reason="wrong-template")
-    return _decision_document(root, hashlib.sha256(bytes(xml)).hexdigest(), bytes(xml))
+    return _decision_document(root, raw)
 
 
 def parse_evaluation(xml: bytes, *, limits: Limits = Limits()) -> EvaluationDocument:
@@ -817,12 +821,12 @@ def parse_evaluation(xml: bytes, *, limits: Limits = Limits()) -> EvaluationDocu
     Raises:
         DocumentError: the document is hostile, malformed, not this template or lacks its identifiers.
     """
-    root = _load(xml, limits)
-    template = _template(root)
-    if template != c.TEMPLATE_EVALUATION:
+    raw = bytes(xml)
+    root = _load(raw, limits)
+    if _template(root) != c.TEMPLATE_EVALUATION:
         raise DocumentError("expected an Evaluation document (1.2.250.1.213.1.1.1.4.9), got a Decision",
                             reason="wrong-template")
-    return _evaluation_document(root, hashlib.sha256(bytes(xml)).hexdigest(), bytes(xml))
+    return _evaluation_document(root, raw)
 
 
 def parse_document(xml: bytes, *, limits: Limits = Limits()) -> DecisionDocument | EvaluationDocument:
@@ -831,8 +835,8 @@ def parse_document(xml: bytes, *, limits: Limits = Limits()) -> DecisionDocument
     Raises:
         DocumentError: see the module documentation for the reasons.
     """
-    root = _load(xml, limits)
-    digest = hashlib.sha256(bytes(xml)).hexdigest()
+    raw = bytes(xml)
+    root = _load(raw, limits)
     if _template(root) == c.TEMPLATE_DECISION:
-        return _decision_document(root, digest, bytes(xml))
-    return _evaluation_document(root, digest, bytes(xml))
+        return _decision_document(root, raw)
+    return _evaluation_document(root, raw)

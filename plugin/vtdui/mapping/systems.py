@@ -84,35 +84,23 @@ MDPH_SYSTEM: Final = URI_SYSTEM
 
 #: Complex extension on the work-list Task: one per status read in flux 5 (other ESMS, MDPH events).
 EXT_REMOTE_STATUS: Final = "urn:vtdui:fhir:extension:remote-status"
-#: Sub-extensions of :data:`EXT_REMOTE_STATUS`.
+#: Sub-extensions of :data:`EXT_REMOTE_STATUS` (the status fields carry the ESMSTask input codes).
 RS_TASK_ID: Final = "vtTaskId"
 RS_LAST_UPDATED: Final = "lastUpdated"
-RS_ID_NAT_STRUCT: Final = "idNat_Struct"
-RS_NOM_ESMS: Final = "nomESMS"
-RS_STATUT_ESMS: Final = "statutESMS"
-RS_MOTIF_ESMS: Final = "motifESMS"
-RS_DATE_STATUT_ESMS: Final = "dateStatutESMS"
-RS_STATUT_UNITE: Final = "statutUnite"
-RS_MOTIF_UNITE: Final = "motifUnite"
-RS_DATE_STATUT_UNITE: Final = "dateStatutUnite"
-RS_NOM_UNITE: Final = "nomUnite"
+RS_ID_NAT_STRUCT: Final = sdo.ID_NAT_STRUCT
+RS_NOM_ESMS: Final = sdo.NOM_ESMS
+RS_STATUT_ESMS: Final = sdo.STATUT_ESMS
+RS_MOTIF_ESMS: Final = sdo.MOTIF_ESMS
+RS_DATE_STATUT_ESMS: Final = sdo.DATE_STATUT_ESMS
+RS_STATUT_UNITE: Final = sdo.STATUT_UNITE
+RS_MOTIF_UNITE: Final = sdo.MOTIF_UNITE
+RS_DATE_STATUT_UNITE: Final = sdo.DATE_STATUT_UNITE
+RS_NOM_UNITE: Final = sdo.NOM_UNITE
 RS_DESCRIPTION: Final = "description"
 RS_APPLIED: Final = "applied"
 
 # ---------------------------------------------------------------------------------------------------
-# Statuses (TRE_R357) that matter to the default mapping
-
-STATUS_DISPLAY: Final = {
-    "37": "Décision d'orientation annulée",
-    "39": "Notification envoyée",
-    "43": "Période d'essai en cours dans l'ESMS",
-    "46": "Admission impossible entérinée",
-    "47": "Usager entré",
-    "49": "Notification annulée",
-    "54": "Notification réactivée",
-    "185": "Période d'essai en cours dans l'unité",
-    "186": "Usager pris en charge",
-}
+# MDPH events (TRE_R357 codes) and what they do to the work-list item
 
 #: MDPH / ViaTrajectoire events that change the local item's status when they concern this establishment.
 MDPH_EVENTS: Final = frozenset({"37", "46", "49", "54"})

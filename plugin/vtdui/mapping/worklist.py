@@ -20,6 +20,7 @@ import copy
 from typing import Any
 
 from vtdui import sdo
+from vtdui.conformance import default_terminology
 from vtdui.mapping import systems
 from vtdui.mapping._fhir import coding, escape_token
 
@@ -166,7 +167,7 @@ def set_business_status(task: Task, code: str, *, reason: str | None = None, dis
     ``[dateStatutESMS]`` mirror them with the ESMSTask codes, so both always agree.
     """
     out = copy.deepcopy(task)
-    shown = display or systems.STATUS_DISPLAY.get(code)
+    shown = display or default_terminology().display(sdo.TRE_R357, code)
     out["businessStatus"] = {"coding": [coding(sdo.TRE_R357, code, shown)]}
     out = set_input(out, sdo.STATUT_ESMS, {"coding": [coding(sdo.TRE_R357, code, shown)]})
     if reason:

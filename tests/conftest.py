@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vtdui import hapi_server
+from vtdui import hapi_server, pg_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker" / "compose.yaml"
@@ -140,6 +142,64 @@ def fhir(hapi_base_url: str) -> Iterator[httpx.Client]:
     headers = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
     with httpx.Client(base_url=hapi_base_url + "/", headers=headers, timeout=60.0) as client:
         yield client
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    """The PostgreSQL server of this test session.
+
+    Attributes:
+        url: URL of a database the tests may use to create others (``CREATE DATABASE``).
+        origin: ``env`` ($VTDUI_TEST_DATABASE_URL) or ``local`` (a cluster started by the session).
+        server: the local cluster, when the session started one.
+    """
+
+    url: str
+    origin: str
+    server: pg_server.LocalPostgres | None = None
+
+    def fresh_database(self, prefix: str = "t") -> str:
+        """Create an empty database with a unique name and return its URL."""
+        import psycopg
+        from psycopg import sql
+
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        base, _, _ = self.url.rpartition("/")
+        return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresTarget]:
+    """A PostgreSQL server for the session: ``$VTDUI_TEST_DATABASE_URL``, else a local Debian cluster.
+
+    The local cluster is created in a fresh directory under the system temporary folder (readable by the
+    ``postgres`` user when the tests run as root) and stopped at the end. Never skipped: without a server the
+    tests that need one fail with the reason.
+    """
+    env_url = os.environ.get("VTDUI_TEST_DATABASE_URL")
+    if env_url:
+        yield PostgresTarget(url=env_url, origin="env")
+        return
+    root = Path(tempfile.mkdtemp(prefix="vtdui-pg-"))
+    root.chmod(0o755)
+    try:
+        server = pg_server.start(root / "data", hapi_server.free_port())
+    except pg_server.PostgresUnavailableError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"no PostgreSQL server: VTDUI_TEST_DATABASE_URL is not set and {exc}")
+    try:
+        yield PostgresTarget(url=server.url, origin="local", server=server)
+    finally:
+        pg_server.stop(server.data_dir)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresTarget) -> str:
+    """URL of a new, empty PostgreSQL database for one test."""
+    return postgres.fresh_database()
 
 
 def _peak_rss(pid: int) -> str:

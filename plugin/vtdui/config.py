@@ -38,6 +38,7 @@ from vtdui.identifiers import is_valid_finess
 
 __all__ = [
     "Config",
+    "DatabaseSettings",
     "Establishment",
     "HapiSettings",
     "LegalEntity",
@@ -126,6 +127,14 @@ class SyncSettings:
     max_lookback_days: int = 30
     overlap_seconds: float = 300.0
     fetch_evaluations: bool = True
+    #: establishments polled at once by one process (all legal entities together)
+    max_concurrent: int = 4
+    #: establishments of one legal entity polled at once (they share one token and one certificate)
+    max_concurrent_per_entity: int = 2
+    #: an establishment whose poll failed is tried again after this long (doubling, capped at the interval)
+    failure_backoff_seconds: float = 300.0
+    #: a poll lease (another worker takes the establishment over when a worker dies mid-poll)
+    lease_seconds: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,23 @@ class OutboxSettings:
 
 
 @dataclass(frozen=True)
+class DatabaseSettings:
+    """Where the plugin keeps its state (cursors, outbox, quarantine, exchange log).
+
+    ``url`` unset: SQLite files in ``state_dir`` (one process). ``postgresql://…``: a PostgreSQL database
+    shared by several ``vtdui run`` workers; its schema is created by ``vtdui db migrate``.
+    """
+
+    url: str | None = field(default=None, repr=False)
+    pool_size: int = 5
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether the state lives in PostgreSQL."""
+        return self.url is not None and self.url.startswith(("postgresql://", "postgres://"))
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -171,6 +197,7 @@ class Config:
     retry: RetrySettings = RetrySettings()
     receiver: ReceiverSettings = ReceiverSettings()
     outbox: OutboxSettings = OutboxSettings()
+    database: DatabaseSettings = DatabaseSettings()
     log_level: str = "INFO"
     log_format: str = "json"
 
@@ -226,7 +253,7 @@ class _Errors:
 
 _SCHEMA: dict[str, set[str]] = {
     "": {"state_dir", "hooks_dir", "hapi", "viatrajectoire", "legal_entities", "sync", "retry", "receiver",
-         "outbox", "logging"},
+         "outbox", "logging", "database"},
     "hapi": {"base_url", "authorization", "timeout"},
     "viatrajectoire": {"base_url", "token_url", "client_id", "client_secret", "ca_file", "timeout", "page_size",
                        "token_renew_margin"},
@@ -236,11 +263,13 @@ _SCHEMA: dict[str, set[str]] = {
     "units": {"id_unite", "nom_unite", "categorie_organisation", "mode_prise_charge", "temporalite_accueil",
               "accueil_sequentiel"},
     "sync": {"interval_seconds", "first_lookback_days", "max_lookback_days", "overlap_seconds",
-             "fetch_evaluations"},
+             "fetch_evaluations", "max_concurrent", "max_concurrent_per_entity", "failure_backoff_seconds",
+             "lease_seconds"},
     "retry": {"attempts", "base_delay", "max_delay", "max_age_seconds"},
     "receiver": {"host", "port", "public_url", "secret"},
     "outbox": {"poll_seconds", "reconcile_seconds", "lease_seconds"},
     "logging": {"level", "format"},
+    "database": {"url", "pool_size"},
 }
 
 
@@ -464,7 +493,19 @@ def load_config(path: Path | str | None = None, *, env: Mapping[str, str] | None
         max_lookback_days=_typed(sync_t, "max_lookback_days", int, "sync", errors, sd.max_lookback_days),
         overlap_seconds=_typed(sync_t, "overlap_seconds", float, "sync", errors, sd.overlap_seconds),
         fetch_evaluations=_typed(sync_t, "fetch_evaluations", bool, "sync", errors, sd.fetch_evaluations),
+        max_concurrent=_typed(sync_t, "max_concurrent", int, "sync", errors, sd.max_concurrent),
+        max_concurrent_per_entity=_typed(sync_t, "max_concurrent_per_entity", int, "sync", errors,
+                                         sd.max_concurrent_per_entity),
+        failure_backoff_seconds=_typed(sync_t, "failure_backoff_seconds", float, "sync", errors,
+                                       sd.failure_backoff_seconds),
+        lease_seconds=_typed(sync_t, "lease_seconds", float, "sync", errors, sd.lease_seconds),
     )
+    for name in ("max_concurrent", "max_concurrent_per_entity"):
+        if getattr(sync, name) < 1:
+            errors.add(f"sync.{name}", "must be at least 1")
+    for name in ("failure_backoff_seconds", "lease_seconds"):
+        if getattr(sync, name) <= 0:
+            errors.add(f"sync.{name}", "must be a positive number of seconds")
     if sync.interval_seconds > 86400:
         errors.add("sync.interval_seconds", "must be at most 86400: the IG requires polling at least daily (J-1)")
 
@@ -504,6 +545,22 @@ def load_config(path: Path | str | None = None, *, env: Mapping[str, str] | None
         if getattr(outbox, name) <= 0:
             errors.add(f"outbox.{name}", "must be a positive number of seconds")
 
+    db_t = _table(data, "database", "", errors)
+    _check_keys(db_t, "database", "database", errors)
+    db_url: str | None = env.get("VTDUI_DATABASE_URL") or _typed(db_t, "url", str, "database", errors, None)
+    if db_url:
+        try:
+            db_url = resolve_secret(db_url, "database.url", env)
+        except ConfigError as exc:
+            errors.add("database.url", str(exc))
+        if not db_url.startswith(("postgresql://", "postgres://")):
+            errors.add("database.url", "must start with postgresql:// (or be left out: SQLite in state_dir)")
+    else:
+        db_url = None
+    database = DatabaseSettings(url=db_url, pool_size=_typed(db_t, "pool_size", int, "database", errors, 5))
+    if database.pool_size < 1:
+        errors.add("database.pool_size", "must be at least 1")
+
     log_t = _table(data, "logging", "", errors)
     _check_keys(log_t, "logging", "logging", errors)
     level = str(_typed(log_t, "level", str, "logging", errors, "INFO")).upper()
@@ -520,5 +577,5 @@ def load_config(path: Path | str | None = None, *, env: Mapping[str, str] | None
         path=file, state_dir=_path(base, state_raw) or Path(".vtdui"),
         hooks_dir=_path(base, hooks_raw) if hooks_raw else None,
         hapi=hapi, viatrajectoire=vt, legal_entities=entities, sync=sync, retry=retry, receiver=receiver,
-        outbox=outbox, log_level=level, log_format=fmt,
+        outbox=outbox, database=database, log_level=level, log_format=fmt,
     )

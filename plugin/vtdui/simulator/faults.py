@@ -4,7 +4,9 @@ A rule matches ``"<METHOD> <path>"`` with shell-style wildcards, e.g. ``"GET /fh
 ``"* /oauth/token"`` (a pattern without a method matches every method). Actions:
 
 * ``status``: answer ``status`` (500, 503, 429 ...) with an OperationOutcome; ``retry_after`` adds the header;
-* ``delay``: wait ``delay`` seconds, then answer normally (``status`` may be combined);
+* ``delay``: read the request, wait ``delay`` seconds, then answer normally (``status`` may be combined);
+  a request whose client disconnected meanwhile is not handled at all (as a real server does not act on
+  a request whose client went away before it got to it): it is recorded with status 499, nothing stored;
 * ``drop``: close the TCP connection without any answer;
 * ``expire-token``: make the presented bearer token expire, then answer normally (so: 401).
 """

@@ -38,12 +38,16 @@ from vtdui.simulator.resources import (
 )
 from vtdui.simulator.state import ReceivedRequest, StoredDecision
 
-__all__ = ["PEER_CERT_KEY", "TRANSPORT_KEY", "FhirError", "build_fhir_app"]
+__all__ = ["CLIENT_CLOSED", "PEER_CERT_KEY", "TRANSPORT_KEY", "FhirError", "build_fhir_app"]
 
 #: ``scope["state"]`` key where the server protocol puts the DER client certificate of the connection.
 PEER_CERT_KEY: Final = "vtdui.peer_cert_der"
 #: ``scope["state"]`` key of the connection's transport (fault ``drop`` closes it).
 TRANSPORT_KEY: Final = "vtdui.transport"
+#: Status recorded for a request whose client disconnected before it was handled (nginx's "client closed request").
+CLIENT_CLOSED: Final = 499
+#: How long a delayed request waits for a pending disconnection event before it is handled.
+_DISCONNECT_PROBE_SECONDS: Final = 0.05
 
 _STRUCT_RE = re.compile(r"^1(?:\d{2}|2A|2B)\d{7}$")
 _BODY_LIMIT = 5 * 1024 * 1024
@@ -597,7 +601,10 @@ class _Wrapper:
 
         if rule is not None:
             if rule.delay:
-                await asyncio.sleep(rule.delay)
+                receive, gone = await _hold(rule.delay, receive, state)
+                if gone:  # a server does not act on a request whose client went away before it was handled
+                    self._record(scope, state, CLIENT_CLOSED)
+                    return
             if rule.action == "drop":
                 transport = state.get(TRANSPORT_KEY)
                 if transport is not None:
@@ -624,6 +631,39 @@ class _Wrapper:
             at=self.ctx.state.clock(), method=scope["method"], path=scope["path"],
             query=scope.get("query_string", b"").decode("latin-1"), struct_idnat=headers.get("struct_idnat"),
             body=state.get("received_body"), validation=list(state.get("validation", [])), status=status))
+
+
+async def _hold(delay: float, receive: Receive, state: dict[str, Any]) -> tuple[Receive, bool]:
+    """Read the request, keep it ``delay`` seconds, then tell whether its client is still connected.
+
+    Returns:
+        A ``receive`` that hands the request body to the app again, and whether the client disconnected
+        (before its body arrived or during the delay).
+    """
+    buffered: list[Message] = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return receive, True
+        buffered.append(message)
+        more = bool(message.get("more_body"))
+    state["received_body"] = _recordable(b"".join(m.get("body", b"") for m in buffered))
+    await asyncio.sleep(delay)
+    # the whole body has been read: the server's next message can only be a disconnection
+    try:
+        message = await asyncio.wait_for(receive(), _DISCONNECT_PROBE_SECONDS)
+    except TimeoutError:
+        pass
+    else:
+        if message["type"] == "http.disconnect":
+            return receive, True
+        buffered.append(message)
+
+    async def replay() -> Message:
+        return buffered.pop(0) if buffered else await receive()
+
+    return replay, False
 
 
 def _seconds(value: float) -> str:

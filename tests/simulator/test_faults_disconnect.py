@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -68,7 +69,17 @@ def test_a_patient_client_is_answered_after_the_delay(dui: Dui) -> None:
     eg = dui.egs[0]
     decision = new_decision(dui.sim, [eg])
     started = time.monotonic()
-    response = _post(dui, eg, decision, timeout=DELAY + 10)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(_post, dui, eg, decision, DELAY + 10)
+        deadline = time.monotonic() + DELAY
+        while not (held := dui.sim.context.faults.held()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # the held request is listed with its client's address and its body while it waits
+        [request] = held
+        assert (request.method, request.path) == ("POST", "/fhir/Task") and request.client is not None
+        assert request.body["input"][-1]["valueIdentifier"]["value"] == decision["id_nat_decision"]
+        response = future.result()
+    assert dui.sim.context.faults.held() == []
     assert response.status_code == 201, response.text
     assert time.monotonic() - started >= DELAY
     assert _stored(dui.sim, decision["id_nat_decision"]) == [response.json()["id"]]

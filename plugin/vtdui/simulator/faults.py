@@ -9,6 +9,9 @@ A rule matches ``"<METHOD> <path>"`` with shell-style wildcards, e.g. ``"GET /fh
   a request whose client went away before it got to it): it is recorded with status 499, nothing stored;
 * ``drop``: close the TCP connection without any answer;
 * ``expire-token``: make the presented bearer token expire, then answer normally (so: 401).
+
+The requests a ``delay`` holds at a given moment are listed by :meth:`FaultInjector.held` (method, path,
+the client's address and the body), e.g. to find which of several clients is blocked in a request.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["FaultAction", "FaultInjector", "FaultRule"]
+__all__ = ["FaultAction", "FaultInjector", "FaultRule", "HeldRequest"]
 
 FaultAction = Literal["status", "delay", "drop", "expire-token"]
 _ACTIONS = ("status", "delay", "drop", "expire-token")
@@ -60,6 +64,27 @@ class FaultRule:
                 "status": self.status, "retry_after": self.retry_after, "delay": self.delay}
 
 
+@dataclass(frozen=True)
+class HeldRequest:
+    """A request a ``delay`` fault is holding.
+
+    Attributes:
+        rule_id: the rule that holds it.
+        method: HTTP method.
+        path: request path.
+        client: the client's ``(host, port)``, when the server knows it.
+        since: ``time.monotonic()`` when the hold began (its body had been read).
+        body: the request body (parsed JSON, or text).
+    """
+
+    rule_id: int
+    method: str
+    path: str
+    client: tuple[str, int] | None
+    since: float
+    body: Any
+
+
 class FaultInjector:
     """The armed faults, thread-safe; each match consumes one use of the first matching rule."""
 
@@ -67,6 +92,8 @@ class FaultInjector:
         self._rules: list[FaultRule] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._held: dict[int, HeldRequest] = {}
+        self._hold_ids = itertools.count(1)
 
     def add(self, spec: dict[str, Any]) -> FaultRule:
         """Arm a rule from its JSON description.
@@ -122,6 +149,23 @@ class FaultInjector:
             return list(self._rules)
 
     def clear(self) -> None:
-        """Disarm every rule."""
+        """Disarm every rule (requests already held stay held until their delay ends)."""
         with self._lock:
             self._rules.clear()
+
+    def hold(self, rule: FaultRule, method: str, path: str, client: tuple[str, int] | None, body: Any) -> int:
+        """Note that ``rule`` holds a request now; return the handle for :meth:`release`."""
+        with self._lock:
+            handle = next(self._hold_ids)
+            self._held[handle] = HeldRequest(rule.id, method, path, client, time.monotonic(), body)
+        return handle
+
+    def release(self, handle: int) -> None:
+        """The held request's delay is over."""
+        with self._lock:
+            self._held.pop(handle, None)
+
+    def held(self) -> list[HeldRequest]:
+        """Requests held by a ``delay`` right now, oldest first."""
+        with self._lock:
+            return sorted(self._held.values(), key=lambda h: h.since)

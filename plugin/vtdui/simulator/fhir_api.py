@@ -28,6 +28,7 @@ from vtdui import conformance, sdo
 from vtdui.errors import RuleViolation
 from vtdui.simulator.auth import AccessToken, ClientAuthError, client_credentials
 from vtdui.simulator.context import PeerCertificate, SearchPage, SimulatorContext
+from vtdui.simulator.faults import FaultRule
 from vtdui.simulator.fhir_time import LastUpdatedError, format_instant, parse_last_updated
 from vtdui.simulator.resources import (
     FHIR_JSON,
@@ -601,7 +602,7 @@ class _Wrapper:
 
         if rule is not None:
             if rule.delay:
-                receive, gone = await _hold(rule.delay, receive, state)
+                receive, gone = await self._hold(rule, scope, receive, state)
                 if gone:  # a server does not act on a request whose client went away before it was handled
                     self._record(scope, state, CLIENT_CLOSED)
                     return
@@ -625,45 +626,51 @@ class _Wrapper:
         await self.app(scope, receive, recording_send)
         self._record(scope, state, status_holder[0])
 
+    async def _hold(self, rule: FaultRule, scope: Scope, receive: Receive,
+                    state: dict[str, Any]) -> tuple[Receive, bool]:
+        """Read the request, keep it ``rule.delay`` seconds, then tell whether its client is still connected.
+
+        Returns:
+            A ``receive`` that hands the request body to the app again, and whether the client disconnected
+            (before its body arrived or during the delay).
+        """
+        buffered: list[Message] = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return receive, True
+            buffered.append(message)
+            more = bool(message.get("more_body"))
+        state["received_body"] = _recordable(b"".join(m.get("body", b"") for m in buffered))
+        client = scope.get("client")
+        handle = self.ctx.faults.hold(rule, scope["method"], scope["path"],
+                                      (str(client[0]), int(client[1])) if client else None, state["received_body"])
+        try:
+            await asyncio.sleep(rule.delay)
+            # the whole body has been read: the server's next message can only be a disconnection
+            try:
+                message = await asyncio.wait_for(receive(), _DISCONNECT_PROBE_SECONDS)
+            except TimeoutError:
+                pass
+            else:
+                if message["type"] == "http.disconnect":
+                    return receive, True
+                buffered.append(message)
+        finally:
+            self.ctx.faults.release(handle)
+
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        return replay, False
+
     def _record(self, scope: Scope, state: Mapping[str, Any], status: int) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         self.ctx.state.record(ReceivedRequest(
             at=self.ctx.state.clock(), method=scope["method"], path=scope["path"],
             query=scope.get("query_string", b"").decode("latin-1"), struct_idnat=headers.get("struct_idnat"),
             body=state.get("received_body"), validation=list(state.get("validation", [])), status=status))
-
-
-async def _hold(delay: float, receive: Receive, state: dict[str, Any]) -> tuple[Receive, bool]:
-    """Read the request, keep it ``delay`` seconds, then tell whether its client is still connected.
-
-    Returns:
-        A ``receive`` that hands the request body to the app again, and whether the client disconnected
-        (before its body arrived or during the delay).
-    """
-    buffered: list[Message] = []
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return receive, True
-        buffered.append(message)
-        more = bool(message.get("more_body"))
-    state["received_body"] = _recordable(b"".join(m.get("body", b"") for m in buffered))
-    await asyncio.sleep(delay)
-    # the whole body has been read: the server's next message can only be a disconnection
-    try:
-        message = await asyncio.wait_for(receive(), _DISCONNECT_PROBE_SECONDS)
-    except TimeoutError:
-        pass
-    else:
-        if message["type"] == "http.disconnect":
-            return receive, True
-        buffered.append(message)
-
-    async def replay() -> Message:
-        return buffered.pop(0) if buffered else await receive()
-
-    return replay, False
 
 
 def _seconds(value: float) -> str:

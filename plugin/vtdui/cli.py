@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "setup": "vtdui.commands.setup:setup",
     "outbox": "vtdui.commands.outbox:outbox",
     "evidence": "vtdui.commands.evidence:evidence",
+    "db": "vtdui.commands.db:db",
 }
 
 

@@ -26,11 +26,14 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vtdui.exchanges import ExchangeLog, StoredExchange
 from vtdui.logs import redact
 from vtdui.outbox import ItemState, Outbox, OutboxItem
+
+if TYPE_CHECKING:
+    from vtdui.config import Config
 
 __all__ = ["EvidenceReport", "export_evidence", "redact_health"]
 
@@ -110,7 +113,8 @@ def _trace(item: OutboxItem, exchanges: list[StoredExchange]) -> dict[str, Any]:
 
 
 def export_evidence(state_dir: Path, directory: Path, *, include_unsent: bool = False,
-                    outbox: Outbox | None = None, exchanges: ExchangeLog | None = None) -> EvidenceReport:
+                    outbox: Outbox | None = None, exchanges: ExchangeLog | None = None,
+                    config: Config | None = None) -> EvidenceReport:
     """Write the evidence files of the outbox items into ``directory`` (created, files mode 0600).
 
     Args:
@@ -120,10 +124,18 @@ def export_evidence(state_dir: Path, directory: Path, *, include_unsent: bool = 
             evidence of the error handling too).
         outbox: an open outbox (default: opened from ``state_dir`` and closed).
         exchanges: an open exchange log (default: opened from ``state_dir`` and closed).
+        config: the configuration; with ``database.url`` set, the outbox and the log are opened from
+            the PostgreSQL database instead of ``state_dir``.
     """
     own_outbox, own_log = outbox is None, exchanges is None
-    box = outbox if outbox is not None else Outbox.open(state_dir)
-    trace_log = exchanges if exchanges is not None else ExchangeLog(state_dir)
+    if config is not None and config.database.is_postgres:
+        from vtdui.storage import open_exchanges, open_outbox
+
+        box = outbox if outbox is not None else open_outbox(config)
+        trace_log = exchanges if exchanges is not None else open_exchanges(config)
+    else:
+        box = outbox if outbox is not None else Outbox.open(state_dir)
+        trace_log = exchanges if exchanges is not None else ExchangeLog(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
     report = EvidenceReport(directory)
     index: list[dict[str, Any]] = []

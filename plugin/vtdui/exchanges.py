@@ -11,7 +11,8 @@ The ViaTrajectoire client reports each attempt to an ``on_exchange`` callback
 * for token requests: method, URL, status and duration only (the form body carries the client secret).
 
 Storage: ``exchanges.sqlite3`` in the state directory, owner-only permissions (bodies of flux 2 and 4
-identify decisions). :meth:`ExchangeLog.prune` drops old entries.
+identify decisions); the ``exchanges`` table of the shared database with PostgreSQL
+(:class:`vtdui.pg_exchanges.PostgresExchangeLog`). :meth:`ExchangeLog.prune` drops old entries.
 
 Latency figures (count and total seconds per kind and status class) are kept in memory for ``/metrics``.
 """
@@ -158,6 +159,10 @@ class ExchangeLog:
             json.dumps(redact_headers(dict(exchange.response_headers))),
             _text(exchange.response_body) if keep_bodies else None, digest, exchange.error,
         )
+        self._insert(row)
+
+    def _insert(self, row: tuple[Any, ...]) -> None:
+        """Store one attempt's row (columns in the order of :meth:`record`); never raises."""
         try:
             with self._lock:
                 self._db.execute(

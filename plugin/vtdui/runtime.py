@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING
 
 from vtdui import sdo
 from vtdui.emit import CURRENT_ITEM, Emitter
-from vtdui.exchanges import ExchangeLog
 from vtdui.hookcontext import InboundContext
-from vtdui.outbox import Outbox
 from vtdui.plugins import get_plugin_manager
 from vtdui.reconcile import Reconciler
-from vtdui.state import StateStore
+from vtdui.storage import open_exchanges, open_outbox, open_state
 from vtdui.store import HapiStore
 from vtdui.sync import EstablishmentReport, SyncEngine
 
@@ -54,15 +52,15 @@ class Runtime:
                  out: Callable[[str], None] | None = None, worker: str | None = None) -> None:
         self.config = config
         self.pm = pm if pm is not None else get_plugin_manager(config.hooks_dir)
-        self.state = StateStore(config.state_dir)
+        self.state = open_state(config)
         self.store = HapiStore(config.hapi.base_url, timeout=config.hapi.timeout,
                                authorization=config.hapi.authorization)
         self._clients: dict[str, ViaTrajectoireClient] = {}
         self._lock = threading.Lock()
-        self.exchanges = ExchangeLog(config.state_dir, current_item=CURRENT_ITEM.get)
+        self.exchanges = open_exchanges(config, current_item=CURRENT_ITEM.get)
         self.sync = SyncEngine(config, state=self.state, store=self.store, pm=self.pm,
                                client_for=self.client_for, progress=progress)
-        self.outbox = Outbox.open(config.state_dir, config.retry, lease_seconds=config.outbox.lease_seconds)
+        self.outbox = open_outbox(config, config.retry, lease_seconds=config.outbox.lease_seconds)
         self.emitter = Emitter(config, self.outbox, self.client_for, self.pm, self.store, self.state,
                                on_consent_accepted=self.fetch_evaluation, dry_run=dry_run, out=out, worker=worker,
                                history_floor=lambda resource_type: self.reconciler.floor(resource_type))

@@ -1,6 +1,8 @@
 """The plugin's own durable state: cursors, seen documents, quarantine, statuses waiting for their decision.
 
-SQLite by default (one file in the state directory, WAL journal so a reader never blocks the writer).
+SQLite by default (one file in the state directory, WAL journal so a reader never blocks the writer);
+:class:`vtdui.pg_state.PostgresStateStore` when ``database.url`` is set. Both implement
+:class:`StateBackend`, the interface the runtime and the sync engine type against.
 Health data never goes in here except inside quarantined raw documents, which are saved as files with
 owner-only permissions next to the database, and in pending flux-5 statuses (the ESMSTask as received).
 
@@ -18,11 +20,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from vtdui.sqlite import connect, transaction
 
-__all__ = ["Cursor", "PendingStatus", "QuarantineItem", "StateStore"]
+__all__ = ["Cursor", "PendingStatus", "QuarantineItem", "StateBackend", "StateStore"]
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: initial schema
@@ -123,6 +125,36 @@ class PendingStatus:
     last_updated: str
     body: dict[str, Any]
     applied_at: str | None
+
+
+class StateBackend(Protocol):
+    """The durable state's operations, whatever the storage (see :class:`StateStore` for their meaning)."""
+
+    def schema_version(self) -> int: ...  # noqa: D102
+    def close(self) -> None: ...  # noqa: D102
+    def cursor(self, finess_eg: str, flux: str) -> Cursor | None: ...  # noqa: D102
+    def commit_cursor(self, finess_eg: str, flux: str, instant: datetime) -> None: ...  # noqa: D102
+    def cursors(self) -> list[Cursor]: ...  # noqa: D102
+    def seen(self, vt_id: str, finess_eg: str, last_updated: str) -> bool: ...  # noqa: D102
+    def mark_stored(self, vt_id: str, finess_eg: str, last_updated: str,  # noqa: D102
+                    id_nat_decision: str | None, kind: str) -> None: ...
+    def known_decision(self, id_nat_decision: str, finess_eg: str) -> bool: ...  # noqa: D102
+    def document_count(self, finess_eg: str | None = None) -> int: ...  # noqa: D102
+    def quarantine(self, *, finess_eg: str, flux: str, vt_id: str, last_updated: str | None,  # noqa: D102
+                   reason: str, message: str, raw: bytes | None) -> QuarantineItem: ...
+    def quarantined(self, *, include_resolved: bool = False) -> list[QuarantineItem]: ...  # noqa: D102
+    def quarantine_raw(self, key: str, finess_eg: str) -> bytes | None: ...  # noqa: D102
+    def resolve_quarantine(self, vt_id: str, finess_eg: str) -> None: ...  # noqa: D102
+    def keep_status(self, *, vt_task_id: str, finess_eg: str, id_nat_decision: str,  # noqa: D102
+                    last_updated: str, body: dict[str, Any]) -> bool: ...
+    def pending_statuses(self, id_nat_decision: str | None, finess_eg: str) -> list[PendingStatus]: ...  # noqa: D102
+    def waiting_status_count(self) -> dict[str, int]: ...  # noqa: D102
+    def mark_status_applied(self, vt_task_id: str, finess_eg: str) -> None: ...  # noqa: D102
+    def record_consent(self, id_nat_decision: str, finess_eg: str) -> None: ...  # noqa: D102
+    def consent_accepted(self, id_nat_decision: str, finess_eg: str) -> bool: ...  # noqa: D102
+    def evaluations_due(self, finess_eg: str) -> list[str]: ...  # noqa: D102
+    def mark_evaluation_fetched(self, id_nat_decision: str, finess_eg: str,  # noqa: D102
+                                version: str | None) -> None: ...
 
 
 class StateStore:
@@ -268,6 +300,18 @@ class StateStore:
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY first_seen").fetchall()
         return [_quarantine_item(r) for r in rows]
+
+    def quarantine_raw(self, key: str, finess_eg: str) -> bytes | None:
+        """The raw bytes kept with a quarantine entry (``None``: none kept, or the file is gone)."""
+        with self._lock:
+            row = self._db.execute("SELECT path FROM quarantine WHERE key=? AND finess_eg=?",
+                                   (key, finess_eg)).fetchone()
+        if row is None or not row["path"]:
+            return None
+        try:
+            return Path(row["path"]).read_bytes()
+        except OSError:
+            return None
 
     def resolve_quarantine(self, vt_id: str, finess_eg: str) -> None:
         """Mark the quarantine entries of one ViaTrajectoire resource resolved (it was stored since)."""

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from vtdui.cda.records import DecisionDocument
     from vtdui.config import Config, Establishment, LegalEntity
-    from vtdui.state import StateStore
+    from vtdui.state import StateBackend
     from vtdui.store import HapiStore
 
 __all__ = ["EstablishmentReport", "SyncEngine", "SyncReport", "id_nat_decision_of_task"]
@@ -136,7 +136,7 @@ class SyncEngine:
         progress: called as ``progress(finess_eg, done, total_or_None)`` while a back-fill runs.
     """
 
-    def __init__(self, config: Config, *, state: StateStore, store: HapiStore, pm: pluggy.PluginManager,
+    def __init__(self, config: Config, *, state: StateBackend, store: HapiStore, pm: pluggy.PluginManager,
                  client_for: Callable[[LegalEntity], VTClient],
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  progress: Callable[[str, int, int | None], None] | None = None) -> None:

@@ -25,7 +25,7 @@ def evidence(directory: Path, config_path: Path | None, include_unsent: bool) ->
     removed. Submit the esms-*.json files to the ANS validators (EVSClient esms-task / esms-consent).
     """
     config = load_config(config_path)
-    report = export_evidence(config.state_dir, directory, include_unsent=include_unsent)
+    report = export_evidence(config.state_dir, directory, include_unsent=include_unsent, config=config)
     click.echo(f"{report.items} item(s) exported to {report.directory} ({len(report.files)} files)")
     if report.without_trace:
         click.echo("no HTTP trace kept for items " + ", ".join(map(str, report.without_trace)) +

@@ -18,7 +18,8 @@ from rich.table import Table
 
 from vtdui.config import Config, load_config
 from vtdui.outbox import ItemState, Outbox
-from vtdui.state import StateStore
+from vtdui.state import StateBackend, StateStore
+from vtdui.storage import open_outbox, open_state
 
 __all__ = ["collect_status", "status"]
 
@@ -43,7 +44,7 @@ def _outbox_by_establishment(outbox: Outbox, now: datetime) -> dict[str, dict[st
     return found
 
 
-def collect_status(state: StateStore, config: Config | None = None, *, certificates: bool = True) -> dict[str, Any]:
+def collect_status(state: StateBackend, config: Config | None = None, *, certificates: bool = True) -> dict[str, Any]:
     """Gather the figures shown by ``vtdui status`` (JSON-ready).
 
     Args:
@@ -61,7 +62,12 @@ def collect_status(state: StateStore, config: Config | None = None, *, certifica
                     "message": q.message, "attempts": q.attempts, "first_seen": q.first_seen, "path": q.path}
                    for q in state.quarantined()]
     waiting: dict[str, int] = state.waiting_status_count()
-    outbox = Outbox.open(state.state_dir)
+    if isinstance(state, StateStore):
+        outbox = Outbox.open(state.state_dir)
+    elif config is not None:
+        outbox = open_outbox(config)
+    else:
+        raise ValueError("collect_status needs the configuration to open a PostgreSQL outbox")
     try:
         counts = outbox.counts()
         oldest = outbox.oldest_pending_age()
@@ -118,7 +124,7 @@ def _dash(value: object) -> str:
 def status(config_path: Path | None, as_json: bool) -> None:
     """Per establishment: last successful polls, quarantined documents, outbox depth and age; certificates."""
     cfg = load_config(config_path)
-    state = StateStore(cfg.state_dir)
+    state = open_state(cfg)
     try:
         data = collect_status(state, cfg)
     finally:

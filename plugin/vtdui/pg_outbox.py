@@ -15,7 +15,12 @@ backend). What the claim guarantees, with any number of concurrent workers:
   right now), and one that gets it re-checks eligibility with a fresh snapshot, taken after the other
   claim committed (the lock is released only after the commit is visible).
 * **Expired leases.** A ``sending`` item whose ``locked_until`` passed (its worker crashed or was killed)
-  is eligible again, for any worker; the ``attempts`` counter keeps growing.
+  is eligible again, for any worker; the ``attempts`` counter keeps growing. Lease times come from the
+  clock of the worker that claims (the :class:`~vtdui.outbox.Outbox` clock): hosts must keep their clocks
+  synchronised (NTP) well within ``outbox.lease_seconds``.
+
+Not prevented (as with SQLite): an item arriving late *while* a later item of its decision is in flight is
+stored ``pending`` (the later one is not ``sent`` yet) and is delivered after it.
 """
 
 from __future__ import annotations

@@ -80,6 +80,13 @@ def test_workers_deliver_every_item_once_in_order(migrated_url: str, processes: 
     assert sum(done) == total
     by_item = _check(migrated_url, total)
     assert all(len(w) == 1 for w in by_item.values())  # exactly once
+    with psycopg.connect(migrated_url) as conn:
+        # never two items of one decision in flight: each delivery ends before the next of its decision is claimed
+        overlaps = conn.execute(
+            "SELECT count(*) FROM (SELECT delivered_at, lead(claimed_at) OVER w AS next_claimed FROM deliveries "
+            "WINDOW w AS (PARTITION BY id_nat_decision, finess_eg ORDER BY seq)) d "
+            "WHERE next_claimed IS NOT NULL AND next_claimed < delivered_at").fetchone()
+    assert overlaps == (0,)
     assert sum(1 for n in done if n > 0) >= 2  # the work was really shared
     assert time.monotonic() - started < 50
 

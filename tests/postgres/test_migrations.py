@@ -125,3 +125,18 @@ def test_db_command_with_unreachable_server_says_so_without_the_password(tmp_pat
     assert result.exit_code != 0
     assert isinstance(result.exception, DatabaseUnavailableError)
     assert "hunter2" not in str(result.exception) and "hunter2" not in result.output
+
+
+def test_a_failing_migration_is_rolled_back_with_a_clear_error(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vtdui.migrations as migrations
+
+    shipped = available()
+    broken = migrations.Migration(shipped[-1].version + 1, "broken", "CREATE TABLE half_done (x int); SELEC 1;")
+    monkeypatch.setattr(migrations, "available", lambda: [*shipped, broken])
+    with pytest.raises(migrations.MigrationError, match=r"_broken failed and was rolled back \(SyntaxError") as caught:
+        migrate(pg_url)
+    assert "applied before it: 0001_initial" in str(caught.value)
+    state = schema_status(pg_url)
+    assert state.current == shipped[-1].version and [m.name for m in state.pending] == ["broken"]
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -24,7 +25,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     id_nat_decision text NOT NULL,
     finess_eg text NOT NULL,
     sequence text NOT NULL,
-    delivered_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    claimed_at timestamptz NOT NULL,
+    delivered_at timestamptz NOT NULL
 )
 """
 
@@ -34,9 +36,12 @@ def _outbox(url: str, lease: float, seed: int) -> Outbox:
     return Outbox(PostgresOutboxBackend(url, pool_size=1), retry, lease_seconds=lease, rng=random.Random(seed))
 
 
-def _deliver(conn: psycopg.Connection[Any], item: OutboxItem, worker: str) -> None:
-    conn.execute("INSERT INTO deliveries (item_id, worker, id_nat_decision, finess_eg, sequence) "
-                 "VALUES (%s, %s, %s, %s, %s)", (item.id, worker, item.id_nat_decision, item.finess_eg, item.sequence))
+def _deliver(conn: psycopg.Connection[Any], item: OutboxItem, worker: str, claimed_at: datetime) -> None:
+    # claimed_at: taken right after the claim committed (so never before it); delivered_at: before mark_sent
+    conn.execute("INSERT INTO deliveries (item_id, worker, id_nat_decision, finess_eg, sequence, claimed_at, "
+                 "delivered_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                 (item.id, worker, item.id_nat_decision, item.finess_eg, item.sequence, claimed_at,
+                  datetime.now(UTC)))
 
 
 def drain(url: str, worker: str, seed: int, fail_rate: float, timeout: float = 45.0) -> int:
@@ -48,6 +53,7 @@ def drain(url: str, worker: str, seed: int, fail_rate: float, timeout: float = 4
     with psycopg.connect(url, autocommit=True) as conn:
         while time.monotonic() < deadline:
             items = box.claim(worker, limit=8)
+            claimed_at = datetime.now(UTC)
             if not items:
                 counts = box.counts()
                 if counts["pending"] == 0 and counts["sending"] == 0:
@@ -58,7 +64,7 @@ def drain(url: str, worker: str, seed: int, fail_rate: float, timeout: float = 4
                 if rng.random() < fail_rate:
                     box.mark_retry(item, "injected: 503 Service Unavailable")
                     continue
-                _deliver(conn, item, worker)
+                _deliver(conn, item, worker, claimed_at)
                 box.mark_sent(item, {"id": f"vt-{item.id}"})
                 delivered += 1
     box.close()
@@ -71,7 +77,7 @@ def hold(url: str, worker: str, lease: float, ready: Any) -> None:
     items = box.claim(worker, limit=6)
     with psycopg.connect(url, autocommit=True) as conn:
         if items:
-            _deliver(conn, items[0], worker)  # ViaTrajectoire got it, the outcome is never recorded
+            _deliver(conn, items[0], worker, datetime.now(UTC))  # ViaTrajectoire got it, the outcome is never recorded
         conn.execute("CREATE TABLE IF NOT EXISTS held (item_id bigint)")
         for item in items:
             conn.execute("INSERT INTO held VALUES (%s)", (item.id,))

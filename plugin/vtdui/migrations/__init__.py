@@ -16,13 +16,13 @@ from datetime import datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from vtdui.errors import ConfigError
+from vtdui.errors import ConfigError, VtduiError
 from vtdui.postgres import connect
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["AppliedMigration", "Migration", "SchemaStatus", "available", "migrate", "require_current",
+__all__ = ["AppliedMigration", "Migration", "MigrationError", "SchemaStatus", "available", "migrate", "require_current",
            "schema_status"]
 
 #: ``pg_advisory_lock`` key of the migration runner ("vtdui-mg" in ASCII).
@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     checksum text NOT NULL
 )
 """
+
+
+class MigrationError(VtduiError):
+    """A migration failed on the server (rolled back: the schema stays at the previous version)."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +151,11 @@ def migrate(url: str) -> list[Migration]:
 
     Raises:
         ConfigError: the database was migrated by a newer vtdui.
+        MigrationError: a migration failed (it was rolled back; the earlier ones stay applied).
         DatabaseUnavailableError: the server cannot be reached.
     """
+    import psycopg
+
     conn = connect(url, autocommit=True)
     try:
         conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
@@ -159,10 +166,16 @@ def migrate(url: str) -> list[Migration]:
                 raise ConfigError(_newer_message(state))
             done: list[Migration] = []
             for migration in state.pending:
-                with conn.transaction():
-                    conn.execute(migration.sql.encode("utf-8"))
-                    conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                                 (migration.version, migration.name, migration.checksum))
+                try:
+                    with conn.transaction():
+                        conn.execute(migration.sql.encode("utf-8"))
+                        conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                                     (migration.version, migration.name, migration.checksum))
+                except psycopg.Error as exc:
+                    applied = ", ".join(f"{m.version:04d}_{m.name}" for m in done) or "none"
+                    raise MigrationError(
+                        f"migration {migration.version:04d}_{migration.name} failed and was rolled back "
+                        f"({type(exc).__name__}: {str(exc).strip()}); applied before it: {applied}") from None
                 done.append(migration)
             return done
         finally:

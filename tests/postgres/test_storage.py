@@ -115,3 +115,25 @@ def test_cli_error_without_traceback_nor_password(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Error: cannot connect to the PostgreSQL database postgresql://vtdui:***@127.0.0.1:1/vtdui" in result.stderr
     assert "Traceback" not in result.stderr and "hunter2" not in result.stderr + result.stdout
+
+
+def test_status_command_reads_the_postgres_state(migrated_url: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from vtdui.cli import cli
+
+    state = PostgresStateStore(migrated_url, pool_size=1)
+    state.commit_cursor(EG, "1", datetime(2026, 5, 10, tzinfo=UTC))
+    state.quarantine(finess_eg=EG, flux="1", vt_id="dr-1", last_updated="t1", reason="bad-cda", message="m", raw=b"x")
+    state.close()
+    backend = PostgresOutboxBackend(migrated_url, pool_size=1)
+    backend.insert(_item("D1", 1), state=ItemState.PENDING, now=datetime.now(UTC))
+    backend.close()
+    path = tmp_path / "vtdui.toml"
+    path.write_text(f'state_dir = "state"\n[database]\nurl = "{migrated_url}"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["status", "--config", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["outbox"]["pending"] == 1 and data["cursors"][0]["finess_eg"] == EG
+    assert data["quarantined"][0]["path"] is None and data["establishments"][0]["outbox_unsent"] == 1
+    assert not (tmp_path / "state").exists()

@@ -39,13 +39,13 @@ def _exchange(kind: str, method: str, body: bytes, status: int = 201) -> Exchang
                     request_body=body, response_body=body)
 
 
-def test_factory_opens_sqlite_by_default_and_postgres_with_a_url(migrated_url: str, tmp_path: Path) -> None:
+def test_factory_opens_sqlite_by_default_and_postgres_with_a_url(clean_url: str, tmp_path: Path) -> None:
     sqlite = Config(state_dir=tmp_path)
     state = open_state(sqlite)
     assert isinstance(state, StateStore)
     state.close()
     assert describe(sqlite) == f"SQLite files in {tmp_path}"
-    pg = Config(state_dir=tmp_path / "unused", database=DatabaseSettings(url=migrated_url, pool_size=2))
+    pg = Config(state_dir=tmp_path / "unused", database=DatabaseSettings(url=clean_url, pool_size=2))
     state = open_state(pg)
     outbox = open_outbox(pg, lease_seconds=5)
     log = open_exchanges(pg, current_item=CURRENT_ITEM.get)
@@ -60,8 +60,8 @@ def test_factory_opens_sqlite_by_default_and_postgres_with_a_url(migrated_url: s
     assert not (tmp_path / "unused").exists()  # nothing written next to the process
 
 
-def test_exchange_log_and_evidence_on_postgres(migrated_url: str, tmp_path: Path) -> None:
-    config = Config(state_dir=tmp_path / "state", database=DatabaseSettings(url=migrated_url, pool_size=2))
+def test_exchange_log_and_evidence_on_postgres(clean_url: str, tmp_path: Path) -> None:
+    config = Config(state_dir=tmp_path / "state", database=DatabaseSettings(url=clean_url, pool_size=2))
     outbox = open_outbox(config)
     log = open_exchanges(config, current_item=CURRENT_ITEM.get)
     try:
@@ -78,7 +78,7 @@ def test_exchange_log_and_evidence_on_postgres(migrated_url: str, tmp_path: Path
         kept = log.for_item(item.id)
         assert [k.status for k in kept] == [503, 201] and kept[0].request_headers["Authorization"] == "***"
         assert log.count() == 4 and log.latency_snapshot()[("fhir", "2xx")][0] == 2
-        with psycopg.connect(migrated_url) as conn:
+        with psycopg.connect(clean_url) as conn:
             dump = json.dumps(conn.execute("SELECT * FROM exchanges").fetchall(), default=str)
         assert "Dupont" not in dump and "s3cret" not in dump and "SECRET-TOKEN" not in dump
         assert log.prune(timedelta(days=1)) == 0 and log.prune(timedelta(seconds=-60)) == 4
@@ -90,13 +90,13 @@ def test_exchange_log_and_evidence_on_postgres(migrated_url: str, tmp_path: Path
     assert json.loads((tmp_path / "out" / f"esms-task-{item.id:06d}.json").read_text()) == item.payload
 
 
-def test_claim_skips_a_decision_another_worker_is_claiming(migrated_url: str) -> None:
-    backend = PostgresOutboxBackend(migrated_url, pool_size=1)
+def test_claim_skips_a_decision_another_worker_is_claiming(clean_url: str) -> None:
+    backend = PostgresOutboxBackend(clean_url, pool_size=1)
     now = datetime.now(UTC)
     try:
         for decision in ("D1", "D2"):
             backend.insert(_item(decision, 1), state=ItemState.PENDING, now=now)
-        with psycopg.connect(migrated_url) as other:  # a claim of D1 in progress elsewhere
+        with psycopg.connect(clean_url) as other:  # a claim of D1 in progress elsewhere
             other.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))", ("D1", EG))
             claimed = backend.claim("w", 10, timedelta(seconds=30), now)
             assert [i.id_nat_decision for i in claimed] == ["D2"]
@@ -117,20 +117,20 @@ def test_cli_error_without_traceback_nor_password(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr and "hunter2" not in result.stderr + result.stdout
 
 
-def test_status_command_reads_the_postgres_state(migrated_url: str, tmp_path: Path) -> None:
+def test_status_command_reads_the_postgres_state(clean_url: str, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from vtdui.cli import cli
 
-    state = PostgresStateStore(migrated_url, pool_size=1)
+    state = PostgresStateStore(clean_url, pool_size=1)
     state.commit_cursor(EG, "1", datetime(2026, 5, 10, tzinfo=UTC))
     state.quarantine(finess_eg=EG, flux="1", vt_id="dr-1", last_updated="t1", reason="bad-cda", message="m", raw=b"x")
     state.close()
-    backend = PostgresOutboxBackend(migrated_url, pool_size=1)
+    backend = PostgresOutboxBackend(clean_url, pool_size=1)
     backend.insert(_item("D1", 1), state=ItemState.PENDING, now=datetime.now(UTC))
     backend.close()
     path = tmp_path / "vtdui.toml"
-    path.write_text(f'state_dir = "state"\n[database]\nurl = "{migrated_url}"\n', encoding="utf-8")
+    path.write_text(f'state_dir = "state"\n[database]\nurl = "{clean_url}"\n', encoding="utf-8")
     result = CliRunner().invoke(cli, ["status", "--config", str(path), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)

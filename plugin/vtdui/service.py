@@ -9,7 +9,10 @@ One process, four activities sharing one :class:`~vtdui.runtime.Runtime`::
                                  outbox.poll_seconds (retries whose backoff ended)
     reconciliation (thread)      every outbox.reconcile_seconds, and once at start: changes in HAPI the
                                  Subscriptions did not deliver (vtdui was down, HAPI gave up)
-    inbound sync (thread)        every sync.interval_seconds, and once at start: flux 1, 3, 5
+    inbound sync (thread)        the poll scheduler (:class:`vtdui.schedule.PollScheduler`): each establishment
+                                 polled (flux 1, 3, 5) once per sync.interval_seconds at its own place in the
+                                 interval, at most sync.max_concurrent at once (sync.max_concurrent_per_entity
+                                 per legal entity); an establishment never synced is due at start
 
 At start, the items a dead worker of this host left ``sending`` (a ``kill -9``, a power cut) are made
 due again (:meth:`vtdui.outbox.Outbox.recover`). On SIGTERM or SIGINT the listener stops accepting,
@@ -46,7 +49,9 @@ from vtdui.outbox import ItemState
 from vtdui.receiver import check_subscriptions, create_app, hook_endpoint
 from vtdui.reconcile import CURSOR_OWNER, ReconcileReport
 from vtdui.runtime import Runtime
-from vtdui.sync import SyncReport
+from vtdui.schedule import OVERDUE_SECONDS, PollSchedule, PollScheduler
+from vtdui.storage import open_poll_schedule
+from vtdui.sync import EstablishmentReport, SyncReport
 
 __all__ = ["CycleReport", "Metrics", "Service", "worker_is_dead"]
 
@@ -96,6 +101,7 @@ class Metrics:
 
     started: float = field(default_factory=time.time)
     emissions: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: establishment polls by outcome (``ok``, ``error``)
     sync_cycles: dict[str, int] = field(default_factory=dict)
     pulled: dict[str, int] = field(default_factory=dict)
     reconcile_passes: dict[str, int] = field(default_factory=dict)
@@ -112,15 +118,20 @@ class Metrics:
                     self.emissions[key] = self.emissions.get(key, 0) + 1
 
     def add_sync(self, report: SyncReport) -> None:
-        """Count one inbound cycle."""
+        """Count the polls of one round over the establishments."""
+        for establishment in report.establishments:
+            self.add_poll(establishment)
+
+    def add_poll(self, report: EstablishmentReport) -> None:
+        """Count one establishment's poll."""
         with self.lock:
             outcome = "ok" if report.ok else "error"
             self.sync_cycles[outcome] = self.sync_cycles.get(outcome, 0) + 1
             for name in ("decisions_stored", "evaluations_stored", "statuses_received", "quarantined"):
-                self.pulled[name] = self.pulled.get(name, 0) + report.total(name)
+                self.pulled[name] = self.pulled.get(name, 0) + int(getattr(report, name))
 
     def add_sync_failure(self) -> None:
-        """Count an inbound cycle that raised."""
+        """Count an inbound round that raised."""
         with self.lock:
             self.sync_cycles["error"] = self.sync_cycles.get("error", 0) + 1
 
@@ -173,15 +184,21 @@ class Service:
     Args:
         runtime: the shared objects (the service does not close it).
         host / port: where the listener binds (default: ``receiver.host`` / ``receiver.port``).
-        sync_interval: seconds between inbound cycles (default ``sync.interval_seconds``; ``0`` disables).
+        sync_interval: seconds between two polls of one establishment (default ``sync.interval_seconds``;
+            ``0`` disables the inbound sync).
         reconcile_interval: seconds between reconciliation passes (default ``outbox.reconcile_seconds``).
         poll_interval: seconds the idle worker waits before looking for due retries (default
             ``outbox.poll_seconds``).
+        poll_now: every establishment is due at start (``vtdui run --poll-now``) instead of at its own
+            place in the interval.
+        schedule: the poll schedule store (default: :func:`vtdui.storage.open_poll_schedule`, opened on
+            first use and closed by :meth:`close`).
     """
 
     def __init__(self, runtime: Runtime, *, host: str | None = None, port: int | None = None,
                  sync_interval: float | None = None, reconcile_interval: float | None = None,
-                 poll_interval: float | None = None) -> None:
+                 poll_interval: float | None = None, poll_now: bool = False,
+                 schedule: PollSchedule | None = None) -> None:
         config = runtime.config
         self.runtime = runtime
         self.host = host if host is not None else config.receiver.host
@@ -198,15 +215,45 @@ class Service:
         self._server_thread: threading.Thread | None = None
         self._last_error: dict[str, str] = {}
         self._cert_expiry: dict[str, datetime] | None = None
+        self.poll_now = poll_now
+        self._schedule = schedule
+        self._owns_schedule = schedule is None
+        self._scheduler: PollScheduler | None = None
+        self._schedule_lock = threading.Lock()
 
     # -- one round of everything -------------------------------------------------------------------------
 
+    @property
+    def scheduler(self) -> PollScheduler:
+        """The poll scheduler (its schedule store opened on first use)."""
+        with self._schedule_lock:
+            if self._scheduler is None:
+                if self._schedule is None:
+                    self._schedule = open_poll_schedule(self.runtime.config)
+                state = self.runtime.state
+                self._scheduler = PollScheduler(
+                    self.runtime.config, self._schedule, self.runtime.sync.sync_establishment,
+                    on_report=self.metrics.add_poll, interval=self.sync_interval or None,
+                    never_polled=lambda finess_eg: state.cursor(finess_eg, "1") is None)
+            return self._scheduler
+
+    def close(self) -> None:
+        """Close the poll schedule store this service opened."""
+        with self._schedule_lock:
+            if self._schedule is not None and self._owns_schedule:
+                self._schedule.close()
+                self._schedule = None
+            self._scheduler = None
+
     def sync_once(self) -> SyncReport | None:
-        """One inbound cycle (``None`` when no establishment is configured)."""
+        """Poll every configured establishment once (``None`` when none is configured).
+
+        Same limits as the service loop (``sync.max_concurrent``, ``sync.max_concurrent_per_entity``); each
+        poll is recorded in the poll schedule.
+        """
         if not self.runtime.config.legal_entities:
             return None
-        report = self.runtime.sync.run_once()
-        self.metrics.add_sync(report)
+        report = self.scheduler.run_all(should_stop=self.stopping.is_set)
         if not report.ok:
             log.warning("inbound cycle finished with errors: %s",
                         "; ".join(f"{r.finess_eg}: {', '.join(r.errors)}" for r in report.establishments if r.errors))
@@ -394,15 +441,13 @@ class Service:
             self.stopping.wait(self.reconcile_interval)
 
     def _sync_loop(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.sync_once()
+        def on_error(exc: Exception | None) -> None:
+            if exc is None:
                 self._last_error.pop("sync", None)
-            except Exception as exc:
-                self.metrics.add_sync_failure()
-                self._last_error["sync"] = f"{type(exc).__name__}: {exc}"
-                log.warning("inbound cycle failed (cursors did not move): %s", exc)
-            self.stopping.wait(self.sync_interval)
+            else:
+                self._last_error["sync"] = f"poll schedule: {type(exc).__name__}"
+
+        self.scheduler.run_forever(self.stopping, stagger=not self.poll_now, on_error=on_error)
 
     # -- observability ---------------------------------------------------------------------------------------
 
@@ -410,7 +455,13 @@ class Service:
         """``/health``: ``ok`` while every loop runs; the last error of each loop when it had one."""
         loops = {t.name.removeprefix("vtdui-"): t.is_alive() for t in self._threads}
         status = "ok" if all(loops.values()) and not self.stopping.is_set() else "unavailable"
-        return {"status": status, "version": __version__, "loops": loops, "last_errors": dict(self._last_error)}
+        body: dict[str, Any] = {"status": status, "version": __version__, "loops": loops,
+                                "last_errors": dict(self._last_error)}
+        if self._scheduler is not None:
+            with self.metrics.lock:
+                outcomes = dict(self.metrics.sync_cycles)
+            body["polling"] = {"in_flight": len(self._scheduler.in_flight()), "polls": outcomes}
+        return body
 
     def _certificate_expiries(self) -> dict[str, float]:
         """Seconds left on each legal entity's certificate, read once (the files do not change under us)."""
@@ -459,6 +510,8 @@ class Service:
                "Seconds since the last complete reconciliation pass, per resource type.", reconcile_samples)
         metric("vtdui_quarantined_documents", "gauge", "Documents kept aside (not resolved).",
                [({}, len(runtime.state.quarantined()))])
+        if self._scheduler is not None:  # the inbound sync runs in this process
+            self._render_polling(metric, now)
         with self.metrics.lock:
             emissions = dict(self.metrics.emissions)
             cycles = dict(self.metrics.sync_cycles)
@@ -470,7 +523,8 @@ class Service:
                "Delivery attempts by flux (2 ESMSConsent, 4 ESMSTask) and outcome (sent, failed, retry).",
                [({"flux": flux, "outcome": outcome}, value) for (flux, outcome), value in sorted(emissions.items())]
                or [({"flux": "4", "outcome": "sent"}, 0)])
-        metric("vtdui_sync_cycles_total", "counter", "Inbound cycles by outcome.",
+        metric("vtdui_sync_cycles_total", "counter", "Establishment polls (flux 1, 3, 5 of one establishment) "
+               "by outcome.",
                [({"outcome": k}, v) for k, v in sorted(cycles.items())] or [({"outcome": "ok"}, 0)])
         metric("vtdui_inbound_total", "counter", "What the inbound cycles brought (decisions, evaluations, "
                "statuses stored; documents quarantined).", [({"what": k}, v) for k, v in sorted(pulled.items())])
@@ -495,3 +549,34 @@ class Service:
                "Total seconds of those HTTP attempts.",
                [({"kind": k, "status": s}, round(t, 6)) for (k, s), (_, t) in sorted(latency.items())])
         return "\n".join(lines) + "\n"
+
+    def _render_polling(self, metric: Callable[[str, str, str, list[tuple[dict[str, str], float]]], None],
+                        now: datetime) -> None:
+        """The poll schedule's gauges: due, overdue and leased establishments, oldest success, failures."""
+        try:
+            rows = self.scheduler.schedule.snapshot() if self._scheduler is not None else []
+        except Exception as exc:  # the database is down: /metrics still answers with the rest
+            log.warning("cannot read the poll schedule for /metrics: %s", type(exc).__name__)
+            return
+        due = sum(1 for r in rows if r.next_due_at <= now and not r.leased(now))
+        overdue = sum(1 for r in rows if (now - r.next_due_at).total_seconds() > OVERDUE_SECONDS
+                      and not r.leased(now))
+        leased = sum(1 for r in rows if r.leased(now))
+        metric("vtdui_poll_establishments", "gauge",
+               "Establishments of the poll schedule: total, due now, overdue (due for more than "
+               f"{OVERDUE_SECONDS:.0f} s, not being polled), being polled (by any worker).",
+               [({"state": "total"}, len(rows)), ({"state": "due"}, due), ({"state": "overdue"}, overdue),
+                ({"state": "polling"}, leased)])
+        metric("vtdui_polls_in_flight", "gauge", "Establishments this process is polling now.",
+               [({}, len(self.scheduler.in_flight()))])
+        ages = [(now - (r.last_success_at or r.next_due_at)).total_seconds() if r.last_success_at else None
+                for r in rows]
+        known = [a for a in ages if a is not None]
+        metric("vtdui_poll_last_success_age_seconds_max", "gauge",
+               "Seconds since the last successful poll of the establishment that waited longest (0 when none "
+               "succeeded yet; see vtdui_poll_never_succeeded).", [({}, round(max(known, default=0.0), 3))])
+        metric("vtdui_poll_never_succeeded", "gauge", "Establishments without a successful poll yet.",
+               [({}, sum(1 for a in ages if a is None))])
+        metric("vtdui_poll_consecutive_failures", "gauge",
+               "Failed polls in a row, per establishment (only those failing now).",
+               [({"finess_eg": r.finess_eg}, r.consecutive_failures) for r in rows if r.consecutive_failures])

@@ -18,8 +18,9 @@ from vtdui.state import StateBackend, StateStore
 
 if TYPE_CHECKING:
     from vtdui.config import Config
+    from vtdui.schedule import PollSchedule
 
-__all__ = ["describe", "open_exchanges", "open_outbox", "open_state"]
+__all__ = ["describe", "open_exchanges", "open_outbox", "open_poll_schedule", "open_state"]
 
 
 def describe(config: Config) -> str:
@@ -73,3 +74,17 @@ def open_exchanges(config: Config, current_item: Callable[[], Any] | None = None
         return PostgresExchangeLog(config.database.url, current_item=current_item,
                                    pool_size=config.database.pool_size)
     return ExchangeLog(config.state_dir, current_item=current_item)
+
+
+def open_poll_schedule(config: Config) -> PollSchedule:
+    """Open the poll schedule of the inbound sync (:mod:`vtdui.schedule`).
+
+    Raises:
+        ConfigError: PostgreSQL schema not migrated (run ``vtdui db migrate``).
+        DatabaseUnavailableError: the PostgreSQL server cannot be reached.
+    """
+    from vtdui.schedule import PostgresPollSchedule, SQLitePollSchedule
+
+    if config.database.is_postgres and config.database.url:
+        return PostgresPollSchedule(config.database.url, pool_size=config.database.pool_size)
+    return SQLitePollSchedule.open(config.state_dir)

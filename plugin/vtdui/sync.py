@@ -27,6 +27,7 @@ cycles (a new version of the document resolves the entry); ``vtdui status`` list
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -59,6 +60,9 @@ MAX_QUARANTINE_RETRIES = 5
 PREFETCH = 4
 #: Kept inside the J-30 bound: ViaTrajectoire counts the 30 days on its clock, when the request arrives.
 LOOKBACK_MARGIN = timedelta(minutes=5)
+#: HAPI answers 409 when two transactions conditionally create the same resource at once (establishments
+#: polled concurrently, sharing an organisation or a person); nothing was written: tried again this often.
+CONFLICT_RETRIES = 5
 
 
 class VTClient(Protocol):
@@ -456,8 +460,21 @@ class SyncEngine:
     # -- shared --------------------------------------------------------------------------------------
 
     def _write(self, entries: list[dict[str, Any]], context: InboundContext) -> dict[str, Any]:
-        """Write prepared entries in one HAPI transaction, then call the ``after_store`` observers."""
-        response = self.store.transaction(entries)
+        """Write prepared entries in one HAPI transaction, then call the ``after_store`` observers.
+
+        A 409 (a concurrent transaction created the same conditional resource, or held its lock) is tried
+        again a few times after a short random pause: HAPI rolled the transaction back, and the retry finds
+        what the other one created.
+        """
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                response = self.store.transaction(entries)
+                break
+            except HapiError as exc:
+                if exc.status != 409 or attempt == CONFLICT_RETRIES:
+                    raise
+                log.info("HAPI transaction in conflict with a concurrent one (409): trying again")
+                time.sleep(0.05 * 2**attempt + random.uniform(0, 0.1))  # noqa: S311 - jitter, not security
         try:
             self.pm.hook.after_store(entries=entries, response=response, context=context)
         except Exception:  # an observer's failure must not undo or repeat a committed write

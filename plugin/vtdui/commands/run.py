@@ -47,9 +47,15 @@ def _print_cycle(cycle: CycleReport, console: Console) -> None:
 @click.option("--host", default=None, help="Listener address (default: receiver.host).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Listener port (default: receiver.port).")
 @click.option("--no-sync", is_flag=True, help="Do not run the inbound sync (outbound side only).")
+@click.option("--poll-now", is_flag=True, help="Make every establishment due now instead of at its own place in "
+                                               "sync.interval_seconds (then each goes back to its place).")
 def run(config_path: Path | None, once: bool, as_json: bool, host: str | None, port: int | None,
-        no_sync: bool) -> None:
+        no_sync: bool, poll_now: bool) -> None:
     """Run vtdui: inbound sync, webhook receiver, outbox worker, reconciliation, /metrics and /health.
+
+    The inbound sync polls each establishment once per sync.interval_seconds at its own place in the interval
+    (several workers may share a PostgreSQL database: each establishment is polled by one at a time).
+    With --once, every establishment is polled now.
 
     Stops cleanly on SIGTERM or Ctrl+C (the item being sent finishes, claimed ones are parked).
     """
@@ -59,11 +65,14 @@ def run(config_path: Path | None, once: bool, as_json: bool, host: str | None, p
                    *(e.p12_password or "" for e in config.legal_entities)):
         register_secret(secret)
     with Runtime(config) as runtime:
-        service = Service(runtime, host=host, port=port, sync_interval=0 if no_sync else None)
-        if not once:
-            service.serve_forever()
-            return
-        cycle = service.run_once(inbound=not no_sync)
+        service = Service(runtime, host=host, port=port, sync_interval=0 if no_sync else None, poll_now=poll_now)
+        try:
+            if not once:
+                service.serve_forever()
+                return
+            cycle = service.run_once(inbound=not no_sync)
+        finally:
+            service.close()
     if as_json:
         click.echo(json.dumps(cycle.as_dict(), indent=2))
     else:

@@ -588,6 +588,9 @@ class PollScheduler:
         on_report: called with each establishment's report once its poll is recorded (metrics).
         never_polled: tells whether an establishment was never synced (no cursor): a new one of those is due
             at once rather than at its place in the interval (its back-fill should not wait a day).
+        is_dead: tells whether a worker name is a process that no longer runs (e.g.
+            :func:`vtdui.service.worker_is_dead`, this host only): its leases are released at start instead
+            of waiting for them to expire.
         max_concurrent / max_concurrent_per_entity / interval / backoff / lease: override the ``[sync]``
             settings of the same meaning (``interval`` is ``sync.interval_seconds``, ``backoff``
             ``sync.failure_backoff_seconds``, ``lease`` ``sync.lease_seconds``).
@@ -598,6 +601,7 @@ class PollScheduler:
                  worker: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  on_report: Callable[[EstablishmentReport], None] | None = None,
                  never_polled: Callable[[str], bool] | None = None,
+                 is_dead: Callable[[str], bool] | None = None,
                  max_concurrent: int | None = None, max_concurrent_per_entity: int | None = None,
                  interval: float | None = None, backoff: float | None = None, lease: float | None = None) -> None:
         settings = config.sync
@@ -608,6 +612,7 @@ class PollScheduler:
         self.clock = clock
         self.on_report = on_report
         self.never_polled = never_polled
+        self.is_dead = is_dead
         self.max_concurrent = max(max_concurrent or settings.max_concurrent, 1)
         self.per_entity = max(max_concurrent_per_entity or settings.max_concurrent_per_entity, 1)
         self.interval = interval if interval is not None else settings.interval_seconds
@@ -626,7 +631,14 @@ class PollScheduler:
         """Bring the schedule in line with the configured establishments (``stagger=False``: all due now)."""
         pairs = [(eg.finess_eg, ej.finess_ej) for ej, eg in self.config.establishments()]
         due_now = {eg for eg, _ in pairs if self.never_polled(eg)} if self.never_polled is not None else set()
-        self.schedule.ensure(pairs, self.clock(), self.interval, stagger=stagger, due_now=due_now)
+        now = self.clock()
+        self.schedule.ensure(pairs, now, self.interval, stagger=stagger, due_now=due_now)
+        if self.is_dead is not None:
+            for row in self.schedule.snapshot():
+                if row.locked_by and row.locked_by != self.worker and row.leased(now) and self.is_dead(row.locked_by):
+                    log.warning("establishment %s was being polled by a worker that stopped; it is free again",
+                                row.finess_eg)
+                    self.schedule.release(row.locked_by, [row.finess_eg])
 
     def in_flight(self) -> list[str]:
         """FINESS EG of the establishments this process is polling now."""

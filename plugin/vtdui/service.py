@@ -234,7 +234,7 @@ class Service:
                 self._scheduler = PollScheduler(
                     self.runtime.config, self._schedule, self.runtime.sync.sync_establishment,
                     on_report=self.metrics.add_poll, interval=self.sync_interval or None,
-                    never_polled=lambda finess_eg: state.cursor(finess_eg, "1") is None)
+                    never_polled=lambda finess_eg: state.cursor(finess_eg, "1") is None, is_dead=worker_is_dead)
             return self._scheduler
 
     def close(self) -> None:

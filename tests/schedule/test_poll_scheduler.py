@@ -189,3 +189,22 @@ def test_a_long_poll_renews_its_lease_so_another_worker_does_not_take_it(tmp_pat
     assert fakes[0].overlaps == 0 and fakes[1].overlaps == 0
     assert sum(fakes[1].polls.values()) == 0  # the establishments were never free: polled, then not due
     assert schedulers[0].outcomes == {"ok": 2, "error": 0}
+
+
+def test_leases_of_a_dead_local_worker_are_released_at_start(tmp_path: Path,
+                                                             sqlite_schedule: PollSchedule) -> None:
+    from datetime import UTC, datetime
+
+    config = _config(tmp_path, entities=1, per_entity=3, lease_seconds=1800.0)
+    pairs = [(eg.finess_eg, ej.finess_ej) for ej, eg in config.establishments()]
+    now = datetime.now(UTC)
+    sqlite_schedule.ensure(pairs, now, 3600, stagger=False)
+    sqlite_schedule.claim("host:dead", now, 1800, 2, 5)
+    sqlite_schedule.claim("host:alive", now, 1800, 1, 5)
+    fake = SlowSync(seconds=0.0)
+    scheduler = PollScheduler(config, sqlite_schedule, fake, worker="host:me", is_dead=lambda w: w == "host:dead")
+    report = scheduler.run_all()
+    # the dead worker's two establishments are polled at once; the live worker's one is left to it
+    assert len(report.establishments) == 2
+    rows = {r.finess_eg: r.locked_by for r in sqlite_schedule.snapshot()}
+    assert sorted(rows.values(), key=str) == sorted([None, None, "host:alive"], key=str)

@@ -18,7 +18,8 @@ Rules the queue enforces:
   keeps flowing. :meth:`Outbox.retry` (after a fix) or :meth:`Outbox.drop` (the operator gives up on
   it) unblocks the decision.
 * **Late arrivals never regress a status.** An item whose sequence is older than an item already
-  ``sent`` for the same decision is stored ``dropped`` with the reason (it can still be retried).
+  ``sent`` for the same decision is stored ``dropped`` with the reason (it can still be retried); one that
+  arrived while a later item was in flight is dropped when that later item is accepted.
 * **Backoff.** A passing fault reschedules the item with exponential backoff and full jitter
   (``retry.base_delay * 2**(attempts-1)`` capped at ``retry.max_delay``), never sooner than the
   server's ``Retry-After``; past ``retry.max_age_seconds`` since it was (re)queued, it fails.
@@ -246,7 +247,8 @@ CREATE INDEX IF NOT EXISTS outbox_by_decision ON outbox (id_nat_decision, finess
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at)
 """
 
-# The head-of-decision rule, shared by the claim query: no earlier item of the same key still blocks.
+# The head-of-decision rule of the claim query: no earlier item of the same key still blocks, and no other item
+# of the decision is in flight (an earlier one that arrived late waits for the later one's outcome).
 _ELIGIBLE = """
 SELECT o.id FROM outbox o
 WHERE ((o.state = 'pending' AND o.next_attempt_at <= ?)
@@ -256,6 +258,10 @@ WHERE ((o.state = 'pending' AND o.next_attempt_at <= ?)
       WHERE p.id_nat_decision = o.id_nat_decision AND p.finess_eg = o.finess_eg
         AND p.state IN ('pending', 'sending', 'failed')
         AND (p.sequence < o.sequence OR (p.sequence = o.sequence AND p.id < o.id)))
+  AND NOT EXISTS (
+      SELECT 1 FROM outbox s
+      WHERE s.id_nat_decision = o.id_nat_decision AND s.finess_eg = o.finess_eg AND s.id <> o.id
+        AND s.state = 'sending' AND s.locked_until >= ?)
 ORDER BY o.next_attempt_at, o.id
 LIMIT ?
 """
@@ -301,7 +307,7 @@ class SQLiteOutboxBackend(OutboxBackend):
         """See :meth:`OutboxBackend.claim` (BEGIN IMMEDIATE stands for FOR UPDATE SKIP LOCKED)."""
         stamp = _iso(now)
         with self._tx() as db:
-            ids = [r[0] for r in db.execute(_ELIGIBLE, (stamp, stamp, limit)).fetchall()]
+            ids = [r[0] for r in db.execute(_ELIGIBLE, (stamp, stamp, stamp, limit)).fetchall()]
             for item_id in ids:
                 db.execute("UPDATE outbox SET state = 'sending', locked_by = ?, locked_until = ?, "
                            "attempts = attempts + 1, updated_at = ? WHERE id = ?",
@@ -479,8 +485,24 @@ class Outbox:
     def mark_sent(self, item: OutboxItem, response: dict[str, Any]) -> OutboxItem:
         """Record that ViaTrajectoire accepted the item (``response``: created id, Location)."""
         now = self.clock()
-        return self.backend.update(item.id, now=now, state=ItemState.SENT, sent_at=now, response=response,
+        sent = self.backend.update(item.id, now=now, state=ItemState.SENT, sent_at=now, response=response,
                                    last_error=None, locked_by=None, locked_until=None)
+        self._drop_superseded(sent)
+        return sent
+
+    def _drop_superseded(self, sent: OutboxItem) -> None:
+        """Drop the pending items of the decision older than ``sent`` (arrived while it was in flight).
+
+        Sending them now would make an older status the current one at ViaTrajectoire, the rule
+        :meth:`enqueue` applies to items arriving after a later one was sent. Items the operator queued again
+        (:meth:`retry` marks them ``origin.requeued_at``) are kept: the operator forces them.
+        """
+        for other in self.backend.list(states=[ItemState.PENDING], id_nat_decision=sent.id_nat_decision,
+                                       finess_eg=sent.finess_eg):
+            if (other.sequence, other.id) < (sent.sequence, sent.id) and "requeued_at" not in other.origin:
+                self.backend.update(other.id, now=self.clock(), state=ItemState.DROPPED,
+                                    last_error=f"not sent: item {sent.id}, a later change of this decision, was "
+                                               "sent to ViaTrajectoire first; `retry` forces it")
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt ``attempts + 1``: full jitter, at least ``retry_after``."""
@@ -577,7 +599,8 @@ class Outbox:
                               "items can be retried")
         now = self.clock()
         values: dict[str, Any] = {"state": ItemState.PENDING, "next_attempt_at": now, "window_started_at": now,
-                                  "locked_by": None, "locked_until": None}
+                                  "locked_by": None, "locked_until": None,
+                                  "origin": {**item.origin, "requeued_at": _iso(now)}}
         if payload is not None:
             values["payload"] = payload
         return self.backend.update(item_id, now=now, **values)

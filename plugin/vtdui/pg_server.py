@@ -86,8 +86,17 @@ def _give_to_server_user(path: Path) -> None:
         shutil.chown(path, user="postgres", group="postgres")
 
 
-def start(data_dir: Path, port: int, *, timeout: float = 60.0, max_connections: int = 200) -> LocalPostgres:
+def start(data_dir: Path, port: int, *, timeout: float = 60.0, max_connections: int = 200,
+          durable: bool = True) -> LocalPostgres:
     """Initialise ``data_dir`` if needed and start the cluster on ``127.0.0.1:port``.
+
+    Args:
+        data_dir: the cluster directory (created with ``initdb`` when empty).
+        port: TCP port on 127.0.0.1.
+        timeout: seconds to wait for the server to accept connections.
+        max_connections: PostgreSQL's ``max_connections``.
+        durable: ``False`` turns ``fsync`` and ``synchronous_commit`` off, for throw-away test clusters
+            only (a crash of the *server* may then lose data; a crash of a vtdui worker loses nothing).
 
     Raises:
         PostgresUnavailableError: no binaries, or the server did not accept connections within ``timeout``.
@@ -110,8 +119,9 @@ def start(data_dir: Path, port: int, *, timeout: float = 60.0, max_connections: 
     _give_to_server_user(log_file)
     socket_dir = data_dir  # keep the Unix socket private to the cluster
     options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={socket_dir} "
-               f"-c max_connections={max_connections} -c shared_buffers=128MB -c fsync=on "
-               "-c synchronous_commit=on -c log_min_messages=warning")
+               f"-c max_connections={max_connections} -c shared_buffers=128MB "
+               f"-c fsync={'on' if durable else 'off'} -c synchronous_commit={'on' if durable else 'off'} "
+               f"-c full_page_writes={'on' if durable else 'off'} -c log_min_messages=warning")
     result = subprocess.run(
         _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-o", options,
                          "-w", "-t", str(int(timeout)), "start"]),

@@ -175,6 +175,20 @@ def test_late_older_item_is_dropped_not_sent(outbox: Outbox) -> None:
     assert outbox.claim("w") == []
 
 
+def test_older_item_arriving_while_a_later_one_is_in_flight_is_dropped_when_it_is_accepted(outbox: Outbox) -> None:
+    outbox.enqueue(_item("D1", 5))
+    [in_flight] = outbox.claim("w")
+    late, _ = outbox.enqueue(_item("D1", 4))
+    other, _ = outbox.enqueue(_item("D2", 1))
+    assert late.state is ItemState.PENDING
+    assert _keys(outbox.claim("w2")) == [other.idempotency_key]  # never two items of one decision in flight
+    outbox.mark_sent(in_flight, {"id": "vt"})
+    dropped = outbox.show(late.id)
+    assert dropped.state is ItemState.DROPPED
+    assert dropped.last_error is not None and f"item {in_flight.id}" in dropped.last_error
+    assert outbox.show(other.id).state is ItemState.SENDING  # another decision is untouched
+
+
 def test_operator_errors(outbox: Outbox) -> None:
     with pytest.raises(OutboxError, match="does not exist"):
         outbox.show(999)

@@ -7,6 +7,10 @@
 3. our own launcher (``docker/hapi-launcher``), built if needed and started on a free port with an in-memory
    database, stopped at the end of the session.
 
+With ``VTDUI_TEST_HAPI_DATABASE=postgresql`` the launcher runs on PostgreSQL instead (origin
+``launcher-postgresql``): the ``postgres`` fixture's server, in a database ``hapi`` created for the session.
+Docker is not tried then (its compose file runs H2), and ``FHIR_BASE_URL`` may not be set with it.
+
 When none works the tests that use it FAIL with the reason: they are never skipped, so a missing server can
 not pass for a green run. Fixtures of one test area belong in ``tests/<area>/conftest.py``.
 """
@@ -33,6 +37,8 @@ COMPOSE_FILE = REPO_ROOT / "docker" / "compose.yaml"
 SHARED_IG_DIR = REPO_ROOT.parent / "shared" / "ig"
 
 _START_TIMEOUT = float(os.environ.get("VTDUI_HAPI_START_TIMEOUT", "300"))
+#: ``postgresql``: the session's HAPI launcher runs on PostgreSQL; empty or ``h2``: on H2 in memory (default).
+HAPI_DATABASE_ENV = "VTDUI_TEST_HAPI_DATABASE"
 _PEAK_RSS_KEY = pytest.StashKey[str]()
 
 
@@ -42,7 +48,7 @@ class HapiTarget:
 
     Attributes:
         base_url: FHIR base, without a trailing slash.
-        origin: ``env``, ``docker`` or ``launcher``.
+        origin: ``env``, ``docker``, ``launcher`` (H2 in memory) or ``launcher-postgresql``.
         callback_host: host name under which the server reaches a receiver run by a test (REST hooks).
         bind_host: address such a receiver listens on.
         log_file: the server's log, when we started it.
@@ -100,6 +106,15 @@ def hapi(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     """A running HAPI FHIR server for the session (see the module docstring for where it comes from)."""
     callback = os.environ.get("VTDUI_TEST_CALLBACK_HOST")
     env_url = os.environ.get("FHIR_BASE_URL")
+    database = os.environ.get(HAPI_DATABASE_ENV, "").strip().lower()
+    if database not in ("", "h2", "postgresql"):
+        pytest.fail(f"{HAPI_DATABASE_ENV}={database!r}: expected postgresql, h2 or nothing")
+    if database == "postgresql":
+        if env_url:
+            pytest.fail(f"{HAPI_DATABASE_ENV}=postgresql asks for our launcher on PostgreSQL, but FHIR_BASE_URL "
+                        f"is set too ({env_url}): unset one of them")
+        yield from _launcher_on_postgres(request, tmp_path_factory, callback)
+        return
     if env_url:
         base = env_url.rstrip("/")
         if not metadata_ok(base):
@@ -125,6 +140,31 @@ def hapi(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     try:
         yield HapiTarget(base_url=info.base_url, origin="launcher", callback_host=callback or "127.0.0.1",
                          log_file=info.log_file)
+    finally:
+        request.config.stash[_PEAK_RSS_KEY] = _peak_rss(info.pid)
+        hapi_server.stop(state_dir=state_dir)
+
+
+def _launcher_on_postgres(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                          callback: str | None) -> Iterator[HapiTarget]:
+    """The launcher on a database ``hapi`` of the session's PostgreSQL server (fixture ``postgres``)."""
+    target: PostgresTarget = request.getfixturevalue("postgres")
+    try:
+        if target.server is not None:
+            url = pg_server.create_database(target.server, "hapi")
+        else:  # a shared server ($VTDUI_TEST_DATABASE_URL): a database of our own
+            url = target.fresh_database("hapi")
+    except Exception as exc:
+        pytest.fail(f"{HAPI_DATABASE_ENV}=postgresql: could not create the database for HAPI: {exc}")
+    state_dir = tmp_path_factory.mktemp("hapi-state")
+    try:
+        info = hapi_server.start(port=hapi_server.free_port(), memory="1g", timeout=_START_TIMEOUT,
+                                 state_dir=state_dir, owner_pid=os.getpid(), database_url=url)
+    except Exception as exc:
+        pytest.fail(f"{HAPI_DATABASE_ENV}=postgresql: the local launcher did not start on {url}: {exc}")
+    try:
+        yield HapiTarget(base_url=info.base_url, origin="launcher-postgresql",
+                         callback_host=callback or "127.0.0.1", log_file=info.log_file)
     finally:
         request.config.stash[_PEAK_RSS_KEY] = _peak_rss(info.pid)
         hapi_server.stop(state_dir=state_dir)
@@ -185,7 +225,7 @@ def postgres() -> Iterator[PostgresTarget]:
     root = Path(tempfile.mkdtemp(prefix="vtdui-pg-"))
     root.chmod(0o755)
     try:
-        server = pg_server.start(root / "data", hapi_server.free_port())
+        server = pg_server.start(root / "data", hapi_server.free_port(), durable=False)
     except pg_server.PostgresUnavailableError as exc:
         shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"no PostgreSQL server: VTDUI_TEST_DATABASE_URL is not set and {exc}")

@@ -6,6 +6,11 @@ second :func:`ensure_built` costs a hash of a few files. :func:`start` runs the 
 records it in a small JSON state file, so that :func:`status` and :func:`stop` work from another process
 (``vtdui hapi start`` / ``vtdui hapi stop``).
 
+The database is H2 (in memory, or on file in a data directory) unless :func:`start` gets a PostgreSQL URL
+(``postgresql://user[:password]@host:port/db`` or ``jdbc:postgresql://host:port/db``): the JVM then gets the
+JDBC URL and the user on its command line and the password in its environment (``SPRING_DATASOURCE_PASSWORD``),
+never on the command line; the state file records the URL without the password.
+
 Environment:
 
 =============================  ==============================================================
@@ -13,6 +18,8 @@ Environment:
 ``VTDUI_HAPI_JAR``             a jar to run as is (no build)
 ``VTDUI_HAPI_STATE_DIR``       where the state file and the log go (default: XDG state dir)
 ``XDG_CACHE_HOME``             root of the jar cache (default ``~/.cache``)
+``VTDUI_HAPI_DATABASE_URL``    PostgreSQL URL for ``vtdui hapi start`` (``--database-url``)
+``PGPASSWORD``                 PostgreSQL password when the database URL has none
 =============================  ==============================================================
 """
 
@@ -30,8 +37,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,17 +49,23 @@ from vtdui.errors import ConfigError, HapiError
 
 __all__ = [
     "DEFAULT_PORT",
+    "ENV_DATABASE_URL",
     "ENV_JAR",
     "ENV_LAUNCHER_DIR",
     "ENV_STATE_DIR",
+    "PASSWORD_ENV",
+    "PGPASSWORD_ENV",
+    "PostgresDatabase",
     "ServerInfo",
     "cache_root",
     "default_state_dir",
     "ensure_built",
     "free_port",
     "jvm_command",
+    "jvm_environment",
     "launcher_dir",
     "log_tail",
+    "parse_database_url",
     "port_in_use",
     "source_hash",
     "start",
@@ -63,8 +77,15 @@ DEFAULT_PORT: Final = 8080
 ENV_LAUNCHER_DIR: Final = "VTDUI_HAPI_LAUNCHER_DIR"
 ENV_JAR: Final = "VTDUI_HAPI_JAR"
 ENV_STATE_DIR: Final = "VTDUI_HAPI_STATE_DIR"
+#: Read by ``vtdui hapi start`` when ``--database-url`` is not given.
+ENV_DATABASE_URL: Final = "VTDUI_HAPI_DATABASE_URL"
 
+#: The launcher reads the database password from this variable (Spring Boot's own), never from its arguments.
+PASSWORD_ENV: Final = "SPRING_DATASOURCE_PASSWORD"  # noqa: S105 - a variable name, not a password
+#: Fallback password of a PostgreSQL URL that has none, as libpq does.
+PGPASSWORD_ENV: Final = "PGPASSWORD"
 _JAR_NAME: Final = "hapi-launcher.jar"
+_DB_FAILURE_MARK: Final = "cannot connect to the database"
 _STATE_FILE: Final = "hapi-server.json"
 _LOG_FILE: Final = "hapi-server.log"
 _MEMORY_RE: Final = re.compile(r"^[1-9][0-9]*[mMgG]$")
@@ -84,6 +105,77 @@ Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
+class PostgresDatabase:
+    """A PostgreSQL database for the launcher, read by :func:`parse_database_url`.
+
+    Attributes:
+        jdbc_url: ``jdbc:postgresql://host:port/db`` plus the URL's other parameters (``sslmode``...), without
+            user or password.
+        user: the user name, ``None`` for the driver's default.
+        password: the password, ``None`` when there is none; never shown by ``repr`` nor written anywhere.
+        hosts: ``host:port`` (or several, comma-separated, as JDBC allows).
+        name: the database name.
+    """
+
+    jdbc_url: str
+    user: str | None
+    password: str | None = field(repr=False)
+    hosts: str
+    name: str
+
+    @property
+    def redacted_url(self) -> str:
+        """``postgresql://user@host:port/db``: what the state file and messages show (no password)."""
+        user = f"{urllib.parse.quote(self.user, safe='')}@" if self.user else ""
+        return f"postgresql://{user}{self.hosts}/{self.name}"
+
+
+def parse_database_url(url: str) -> PostgresDatabase:
+    """Read a PostgreSQL URL: ``postgresql://user[:password]@host[:port]/db[?param=...]`` or a JDBC one.
+
+    ``postgres://`` is accepted too. In a ``jdbc:postgresql://host:port/db?user=u&password=p`` URL the ``user``
+    and ``password`` parameters are taken out of the JDBC URL. Other parameters (``sslmode``...) are kept.
+
+    Raises:
+        ConfigError: not a PostgreSQL URL, or no database name.
+    """
+    text = url.strip()
+    jdbc = text.lower().startswith("jdbc:")
+    rest = text[5:] if jdbc else text
+    parts = urllib.parse.urlsplit(rest)
+    if parts.scheme.lower() not in (("postgresql",) if jdbc else ("postgresql", "postgres")):
+        raise ConfigError("the HAPI database URL must look like postgresql://user[:password]@host:port/db or "
+                          f"jdbc:postgresql://host:port/db, got {_redact(text)!r}")
+    userinfo, _, hostpart = parts.netloc.rpartition("@")
+    user_part, has_password, password_part = userinfo.partition(":")
+    user = urllib.parse.unquote(user_part) or None
+    password = urllib.parse.unquote(password_part) if has_password else None
+    params: list[tuple[str, str]] = []
+    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if key == "user":
+            user = user or value
+        elif key == "password":
+            password = password if password is not None else value
+        else:
+            params.append((key, value))
+    hosts = hostpart or "localhost"
+    if all(":" not in h.rpartition("]")[2] for h in hosts.split(",")):
+        hosts = ",".join(f"{h}:5432" for h in hosts.split(","))
+    name = urllib.parse.unquote(parts.path.lstrip("/"))
+    if not name:
+        raise ConfigError(f"the HAPI database URL names no database: {_redact(text)!r} (expected .../dbname)")
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    jdbc_url = f"jdbc:postgresql://{hosts}/{urllib.parse.quote(name, safe='')}{query}"
+    return PostgresDatabase(jdbc_url=jdbc_url, user=user, password=password, hosts=hosts, name=name)
+
+
+def _redact(url: str) -> str:
+    """The URL without password: ``user:secret@`` becomes ``user@`` and a ``password=`` parameter goes."""
+    url = re.sub(r"(//[^/@:]*):[^/@]*@", r"\1@", url)
+    return re.sub(r"([?&;])password=[^&;]*&?", r"\1", url, flags=re.IGNORECASE)
+
+
+@dataclass(frozen=True)
 class ServerInfo:
     """A launcher JVM started by :func:`start`.
 
@@ -91,10 +183,12 @@ class ServerInfo:
         pid: process id of the JVM.
         port: TCP port on 127.0.0.1.
         base_url: FHIR base, e.g. ``http://127.0.0.1:8080/fhir``.
-        data_dir: where the H2 database lives; ``None`` for an in-memory database.
+        data_dir: where the H2 database lives; ``None`` for an in-memory database or PostgreSQL.
         log_file: the JVM's standard output and error.
         jar: the jar that runs.
         started_at: start time, seconds since the epoch.
+        database: the PostgreSQL database as ``postgresql://user@host:port/db`` (never with its password);
+            ``None`` for H2.
     """
 
     pid: int
@@ -104,6 +198,22 @@ class ServerInfo:
     log_file: Path
     jar: Path
     started_at: float
+    database: str | None = None
+
+    @property
+    def database_kind(self) -> str:
+        """``h2-memory``, ``h2-file`` or ``postgresql host:port/db``."""
+        if self.database:
+            where = self.database.partition("://")[2].rpartition("@")[2]
+            return f"postgresql {where}"
+        return "h2-memory" if self.data_dir is None else "h2-file"
+
+    @property
+    def storage(self) -> str:
+        """The database in words, e.g. ``in memory``, ``in /srv/hapi`` or ``postgresql://hapi@db:5432/hapi``."""
+        if self.database:
+            return self.database
+        return "in memory" if self.data_dir is None else f"in {self.data_dir}"
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form written to the state file."""
@@ -124,6 +234,7 @@ class ServerInfo:
             log_file=Path(data["log_file"]),
             jar=Path(data["jar"]),
             started_at=float(data["started_at"]),
+            database=str(data["database"]) if data.get("database") else None,
         )
 
     def is_ready(self, timeout: float = 5.0) -> bool:
@@ -299,7 +410,7 @@ def port_in_use(port: int) -> bool:
 
 
 def jvm_command(jar: Path, port: int, *, data_dir: Path | None = None, memory: str = "1g",
-                owner_pid: int | None = None) -> list[str]:
+                owner_pid: int | None = None, database: PostgresDatabase | None = None) -> list[str]:
     """Return the command line that runs the launcher.
 
     Args:
@@ -308,9 +419,11 @@ def jvm_command(jar: Path, port: int, *, data_dir: Path | None = None, memory: s
         data_dir: keep the database in ``data_dir/h2``; ``None`` for an in-memory database.
         memory: maximum Java heap, e.g. ``"1g"`` or ``"768m"``.
         owner_pid: the server exits when this process ends (used by test sessions).
+        database: run on this PostgreSQL database instead of H2; its password is not part of the command
+            (see :func:`jvm_environment`).
 
     Raises:
-        ConfigError: ``memory`` or ``port`` is not valid.
+        ConfigError: ``memory`` or ``port`` is not valid, or both ``data_dir`` and ``database`` are given.
     """
     if not _MEMORY_RE.match(memory):
         raise ConfigError(f"memory must look like 1g or 768m, got {memory!r}")
@@ -319,11 +432,33 @@ def jvm_command(jar: Path, port: int, *, data_dir: Path | None = None, memory: s
     java = shutil.which("java") or "java"
     cmd = [java, f"-Xmx{memory}", "-Xms256m", *_JVM_FLAGS, "-jar", str(jar),
            f"--server.port={port}", "--server.address=127.0.0.1"]
+    if data_dir is not None and database is not None:
+        raise ConfigError("a data directory (H2 on file) and a PostgreSQL database exclude each other")
     if data_dir is not None:
         cmd.append(f"--vtdui.data-dir={data_dir}")
+    if database is not None:
+        cmd.append(f"--spring.datasource.url={database.jdbc_url}")
+        if database.user:
+            cmd.append(f"--spring.datasource.username={database.user}")
     if owner_pid is not None:
         cmd.append(f"--vtdui.exit-with-pid={owner_pid}")
     return cmd
+
+
+def jvm_environment(database: PostgresDatabase | None = None,
+                    base: dict[str, str] | None = None) -> dict[str, str]:
+    """Return the environment of the launcher's JVM: ``base`` (default ``os.environ``) plus the password.
+
+    The password of ``database`` (else ``$PGPASSWORD``) goes into ``SPRING_DATASOURCE_PASSWORD``; a value of that
+    variable inherited from ``base`` is dropped, so that an H2 database never gets a stray password.
+    """
+    env = dict(os.environ if base is None else base)
+    env.pop(PASSWORD_ENV, None)
+    if database is not None:
+        password = database.password if database.password is not None else env.get(PGPASSWORD_ENV)
+        if password is not None:
+            env[PASSWORD_ENV] = password
+    return env
 
 
 # Popen objects of the servers this process started: kept so that they are reaped (no zombie) on stop.
@@ -332,7 +467,7 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 def start(port: int = DEFAULT_PORT, data_dir: Path | None = None, memory: str = "1g", wait: bool = True,
           timeout: float = 300.0, *, state_dir: Path | None = None, owner_pid: int | None = None,
-          progress: Progress | None = None) -> ServerInfo:
+          progress: Progress | None = None, database_url: str | None = None) -> ServerInfo:
     """Start the launcher as a detached JVM and, by default, wait until it answers.
 
     If the state directory already records a live server with the same port and database, that server is
@@ -347,6 +482,8 @@ def start(port: int = DEFAULT_PORT, data_dir: Path | None = None, memory: str = 
         state_dir: where the state file and the log go; see :func:`default_state_dir`.
         owner_pid: the server stops by itself when this process ends.
         progress: receives build and start-up messages (see :func:`ensure_built`).
+        database_url: run on this PostgreSQL database instead of H2 (see :func:`parse_database_url`); the
+            database must exist, HAPI creates or updates its tables in it.
 
     Returns:
         What was started, with its base URL.
@@ -354,36 +491,41 @@ def start(port: int = DEFAULT_PORT, data_dir: Path | None = None, memory: str = 
     Raises:
         HapiError: the build failed, the port is taken, another server is recorded, or the JVM died or did
             not answer in time (the message ends with the tail of its log).
-        ConfigError: a bad ``memory`` or ``port``.
+        ConfigError: a bad ``memory``, ``port`` or ``database_url``, or both ``data_dir`` and ``database_url``.
     """
     state_dir = state_dir if state_dir is not None else default_state_dir()
+    database = parse_database_url(database_url) if database_url else None
+    if data_dir is not None and database is not None:
+        raise ConfigError("a data directory (H2 on file) and a PostgreSQL database URL exclude each other")
     if data_dir is not None:
         data_dir = data_dir.resolve()
+    redacted = database.redacted_url if database is not None else None
     current = status(state_dir=state_dir)
     if current is not None:
-        if current.port != port or current.data_dir != data_dir:
-            storage = "in memory" if current.data_dir is None else f"in {current.data_dir}"
+        if current.port != port or current.data_dir != data_dir or current.database != redacted:
             raise HapiError(f"a HAPI server is already running at {current.base_url} (pid {current.pid}, "
-                            f"database {storage}); stop it first (vtdui hapi stop)")
+                            f"database {current.storage}); stop it first (vtdui hapi stop)")
         if wait:
             _wait_ready(current, None, timeout)
         return current
     jar = ensure_built(progress)
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
-    cmd = jvm_command(jar, port, data_dir=data_dir, memory=memory, owner_pid=owner_pid)
+    cmd = jvm_command(jar, port, data_dir=data_dir, memory=memory, owner_pid=owner_pid, database=database)
     if port_in_use(port):
         raise HapiError(f"port {port} on 127.0.0.1 is already in use: choose another one with --port")
     state_dir.mkdir(parents=True, exist_ok=True)
     log_file = (data_dir if data_dir is not None else state_dir) / _LOG_FILE
     if progress is not None:
-        progress(f"Starting HAPI FHIR on port {port} (log: {log_file})")
+        on = f" on {redacted}" if redacted else ""
+        progress(f"Starting HAPI FHIR on port {port}{on} (log: {log_file})")
     with log_file.open("wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=state_dir, start_new_session=True, close_fds=True)
+                                cwd=state_dir, start_new_session=True, close_fds=True,
+                                env=jvm_environment(database))
     _CHILDREN[proc.pid] = proc
     info = ServerInfo(pid=proc.pid, port=port, base_url=f"http://127.0.0.1:{port}/fhir", data_dir=data_dir,
-                      log_file=log_file, jar=jar, started_at=time.time())
+                      log_file=log_file, jar=jar, started_at=time.time(), database=redacted)
     _write_state(state_dir, info)
     if wait:
         try:
@@ -401,12 +543,29 @@ def _wait_ready(info: ServerInfo, proc: subprocess.Popen[bytes] | None, timeout:
             return
         exited = proc.poll() if proc is not None else (None if _alive(info.pid) else -1)
         if exited is not None:
+            tail = log_tail(info.log_file)
             raise HapiError(f"the HAPI server (pid {info.pid}) exited with code {exited} before answering "
-                            f"on {info.base_url}; end of {info.log_file}:\n{log_tail(info.log_file)}")
+                            f"on {info.base_url}{_database_hint(info, tail)}; end of {info.log_file}:\n{tail}")
         if time.monotonic() >= deadline:
             raise HapiError(f"the HAPI server (pid {info.pid}) did not answer on {info.base_url}/metadata "
                             f"within {timeout:.0f} s; end of {info.log_file}:\n{log_tail(info.log_file)}")
         time.sleep(0.5)
+
+
+def _database_hint(info: ServerInfo, tail: str) -> str:
+    """What to check when the launcher's log says it could not reach its database."""
+    lines = [line for line in tail.splitlines() if _DB_FAILURE_MARK in line]
+    if not lines:
+        return ""
+    reason = lines[-1][lines[-1].index(_DB_FAILURE_MARK):]
+    if info.database is None:
+        return f": {reason}"
+    where = info.database_kind.partition(" ")[2]
+    host, _, name = where.rpartition("/")
+    user = info.database.partition("://")[2].rpartition("@")[0] or "(driver default)"
+    return (f": {reason}\nCheck that PostgreSQL runs and accepts TCP connections on {host}, that the database "
+            f"{name!r} exists (HAPI creates its tables, not the database), and that user {user!r} may connect "
+            f"with the password of the URL or ${PGPASSWORD_ENV}")
 
 
 def _metadata_ok(base_url: str, timeout: float) -> bool:

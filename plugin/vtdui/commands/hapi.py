@@ -29,7 +29,7 @@ def _echo_progress(line: str) -> None:
 
 @click.group()
 def hapi() -> None:
-    """Build, start, inspect and stop the local HAPI FHIR server (FHIR R4, H2)."""
+    """Build, start, inspect and stop the local HAPI FHIR server (FHIR R4; H2, or PostgreSQL)."""
 
 
 @hapi.command()
@@ -44,21 +44,26 @@ def build() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the database here (default: ~/.local/share/vtdui/hapi).")
 @click.option("--in-memory", is_flag=True, help="Use an in-memory database: everything is lost on stop.")
+@click.option("--database-url", envvar=hapi_server.ENV_DATABASE_URL, default=None, show_envvar=True,
+              help="Run on this PostgreSQL database instead of H2: postgresql://user[:password]@host:port/db or "
+                   "jdbc:postgresql://host:port/db (the database must exist; the password may also come from "
+                   "$PGPASSWORD).")
 @click.option("--memory", default="1g", show_default=True, help="Maximum Java heap, e.g. 1g or 768m.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
               help="Seconds to wait for the server to answer.")
 @click.option("--no-wait", is_flag=True, help="Return as soon as the JVM is started.")
 @_STATE_DIR_OPTION
-def start(port: int, data_dir: Path | None, in_memory: bool, memory: str, timeout: float, no_wait: bool,
-          state_dir: Path | None) -> None:
+def start(port: int, data_dir: Path | None, in_memory: bool, database_url: str | None, memory: str,
+          timeout: float, no_wait: bool, state_dir: Path | None) -> None:
     """Start the server in the background and print its FHIR base URL."""
     if in_memory and data_dir is not None:
         raise click.UsageError("--in-memory and --data-dir exclude each other")
-    directory = None if in_memory else (data_dir or default_data_dir())
+    if database_url and (in_memory or data_dir is not None):
+        raise click.UsageError("--database-url (PostgreSQL) excludes --in-memory and --data-dir (H2)")
+    directory = None if in_memory or database_url else (data_dir or default_data_dir())
     info = hapi_server.start(port=port, data_dir=directory, memory=memory, wait=not no_wait, timeout=timeout,
-                             state_dir=state_dir, progress=_echo_progress)
-    storage = "in memory" if info.data_dir is None else f"in {info.data_dir}"
-    click.echo(f"HAPI FHIR running (pid {info.pid}, database {storage}, log {info.log_file})", err=True)
+                             state_dir=state_dir, progress=_echo_progress, database_url=database_url or None)
+    click.echo(f"HAPI FHIR running (pid {info.pid}, database {info.storage}, log {info.log_file})", err=True)
     click.echo(info.base_url)
 
 
@@ -71,7 +76,7 @@ def status(state_dir: Path | None) -> None:
         click.echo("HAPI FHIR is not running", err=True)
         raise click.exceptions.Exit(1)
     ready = "ready" if info.is_ready() else "starting (not answering yet)"
-    click.echo(f"HAPI FHIR pid {info.pid}: {ready}; log {info.log_file}", err=True)
+    click.echo(f"HAPI FHIR pid {info.pid}: {ready}; database {info.database_kind}; log {info.log_file}", err=True)
     click.echo(info.base_url)
 
 

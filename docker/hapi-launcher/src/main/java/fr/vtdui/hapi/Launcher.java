@@ -23,7 +23,7 @@ import org.springframework.context.ConfigurableApplicationContext;
 import org.springframework.context.annotation.Import;
 
 /**
- * Entry point: a HAPI FHIR JPA server (FHIR R4, H2) served under {@code /fhir}.
+ * Entry point: a HAPI FHIR JPA server (FHIR R4; H2, or PostgreSQL) served under {@code /fhir}.
  *
  * <p>Only the HAPI modules vtdui needs are wired: JPA storage, REST-hook subscriptions, batch2 (needed by
  * reindexing after SearchParameter changes) and the validation chain used by {@code $validate}. Clinical
@@ -62,7 +62,9 @@ public class Launcher {
 	 * <p>{@code --vtdui.exit-with-pid=PID} makes the server shut down when process PID ends: a test session that
 	 * is killed does not leave a JVM behind.
 	 *
-	 * @param args Spring Boot arguments, e.g. {@code --server.port=8081 --vtdui.data-dir=/var/lib/vtdui/hapi}
+	 * @param args Spring Boot arguments, e.g. {@code --server.port=8081 --vtdui.data-dir=/var/lib/vtdui/hapi}, or
+	 *     {@code --spring.datasource.url=jdbc:postgresql://127.0.0.1:5432/hapi --spring.datasource.username=hapi}
+	 *     with the password in {@code SPRING_DATASOURCE_PASSWORD}
 	 */
 	public static void main(String[] args) {
 		ConfigurableApplicationContext context = SpringApplication.run(Launcher.class, args);

@@ -10,7 +10,6 @@ import ca.uhn.fhir.jpa.binstore.DatabaseBinaryContentStorageSvcImpl;
 import ca.uhn.fhir.jpa.config.util.HapiEntityManagerFactoryUtil;
 import ca.uhn.fhir.jpa.model.config.PartitionSettings;
 import ca.uhn.fhir.jpa.model.config.SubscriptionSettings;
-import ca.uhn.fhir.jpa.model.dialect.HapiFhirH2Dialect;
 import ca.uhn.fhir.jpa.provider.IJpaSystemProvider;
 import ca.uhn.fhir.jpa.provider.JpaCapabilityStatementProvider;
 import ca.uhn.fhir.jpa.provider.SubscriptionTriggeringProvider;
@@ -28,6 +27,7 @@ import java.util.Properties;
 import javax.sql.DataSource;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import org.springframework.beans.factory.annotation.Value;
 import org.springframework.beans.factory.config.ConfigurableListableBeanFactory;
 import org.springframework.boot.context.properties.EnableConfigurationProperties;
 import org.springframework.boot.web.servlet.ServletRegistrationBean;
@@ -94,17 +94,25 @@ public class ServerConfig {
 			DataSource dataSource,
 			ConfigurableListableBeanFactory beanFactory,
 			FhirContext fhirContext,
-			JpaStorageSettings storageSettings) {
+			JpaStorageSettings storageSettings,
+			@Value("${spring.datasource.url:}") String jdbcUrl) {
+		Database database = Database.of(jdbcUrl);
+		// Fail now, with the driver's reason, rather than with Hibernate's or HAPI's follow-up errors.
+		Database.check(dataSource, jdbcUrl);
+		LOG.info("vtdui HAPI launcher: database {} ({})", database, Database.describe(jdbcUrl));
 		LocalContainerEntityManagerFactoryBean emf =
 				HapiEntityManagerFactoryUtil.newEntityManagerFactory(beanFactory, fhirContext, storageSettings);
 		emf.setPersistenceUnitName("HAPI_PU");
 		emf.setDataSource(dataSource);
 		Properties jpa = new Properties();
-		jpa.put("hibernate.dialect", HapiFhirH2Dialect.class.getName());
-		// Creates the HAPI schema on first start, keeps an existing H2 file database on later starts.
+		jpa.put("hibernate.dialect", database.dialect());
+		// Creates the HAPI schema on first start and keeps an existing database (H2 file, PostgreSQL) on later
+		// starts, adding what a newer HAPI needs, as HAPI's own starter does.
 		jpa.put("hibernate.hbm2ddl.auto", "update");
 		jpa.put("hibernate.search.enabled", "false");
 		jpa.put("hibernate.format_sql", "false");
+		// PostgreSQL answers schema updates with notices ("constraint ... does not exist, skipping"): not errors.
+		jpa.put("hibernate.jdbc.log.warnings", "false");
 		jpa.put("hibernate.show_sql", "false");
 		jpa.put("hibernate.jdbc.batch_size", "20");
 		jpa.put("hibernate.cache.use_query_cache", "false");

@@ -48,7 +48,7 @@ TRANSPORT_KEY: Final = "vtdui.transport"
 #: Status recorded for a request whose client disconnected before it was handled (nginx's "client closed request").
 CLIENT_CLOSED: Final = 499
 #: How long a delayed request waits for a pending disconnection event before it is handled.
-_DISCONNECT_PROBE_SECONDS: Final = 0.05
+_DISCONNECT_PROBE_SECONDS: Final = 0.01
 
 _STRUCT_RE = re.compile(r"^1(?:\d{2}|2A|2B)\d{7}$")
 _BODY_LIMIT = 5 * 1024 * 1024

@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -145,6 +146,8 @@ class DeliveryReport:
     rescheduled: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     dry_run: list[str] = field(default_factory=list)
+    #: items this worker had claimed but another worker took over (the lease had expired): not sent here
+    lost: list[int] = field(default_factory=list)
 
     @property
     def attempted(self) -> int:
@@ -154,6 +157,36 @@ class DeliveryReport:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class _LeaseKeeper:
+    """While a delivery round runs, renew the leases of the items its worker holds (every third of a lease).
+
+    A live worker thus never loses a claimed item to another, however long a send takes (a timeout, the
+    client's own retries, a ``Retry-After``); only a dead or stalled worker's leases expire.
+    """
+
+    def __init__(self, outbox: Outbox, worker: str) -> None:
+        self.outbox = outbox
+        self.worker = worker
+        self.period = max(outbox.lease.total_seconds() / 3, 0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vtdui-lease", daemon=True)
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                self.outbox.renew(self.worker)
+            except Exception:  # the store is unreachable for a moment: the next renewal tries again
+                log.warning("could not renew the outbox leases of %s", self.worker, exc_info=True)
 
 
 def _violations_text(violations: Iterable[RuleViolation]) -> str:
@@ -426,18 +459,19 @@ class Emitter:
                 but not started are given back untouched (pending, due now) and the call returns.
         """
         report = DeliveryReport()
-        while report.attempted < limit:
-            items = self.outbox.claim(self.worker, min(limit - report.attempted, 50))
-            if not items:
-                break
-            for index, item in enumerate(items):
-                if should_stop is not None and should_stop():
-                    for parked in items[index:]:
-                        self.outbox.release(parked)
-                    return report
-                self._deliver(item, report)
-            if self.dry_run:
-                break  # released items are eligible again at once: one pass only
+        with _LeaseKeeper(self.outbox, self.worker):
+            while report.attempted < limit:
+                items = self.outbox.claim(self.worker, min(limit - report.attempted, 50))
+                if not items:
+                    break
+                for index, item in enumerate(items):
+                    if should_stop is not None and should_stop():
+                        for parked in items[index:]:
+                            self.outbox.release(parked)
+                        return report
+                    self._deliver(item, report)
+                if self.dry_run:
+                    break  # released items are eligible again at once: one pass only
         return report
 
     def _deliver(self, item: OutboxItem, report: DeliveryReport) -> None:
@@ -468,6 +502,11 @@ class Emitter:
             self.out(format_request(self.config.viatrajectoire.base_url, _with_payload(item, resource)))
             self.outbox.release(item)
             report.dry_run.append(item.idempotency_key)
+            return
+        if not self.outbox.renew(self.worker, item):
+            # this worker stalled past its lease and another one took the item over: it is theirs to send
+            log.warning("outbox item %d was taken over by another worker (lease expired); not sent here", item.id)
+            report.lost.append(item.id)
             return
         try:
             created = self._post(entity, establishment.finess_eg, item, resource)

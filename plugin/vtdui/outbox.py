@@ -23,9 +23,11 @@ Rules the queue enforces:
 * **Backoff.** A passing fault reschedules the item with exponential backoff and full jitter
   (``retry.base_delay * 2**(attempts-1)`` capped at ``retry.max_delay``), never sooner than the
   server's ``Retry-After``; past ``retry.max_age_seconds`` since it was (re)queued, it fails.
-* **Leases.** A worker claims items (state ``sending``) for a lease; an item whose worker died is
-  claimable again when the lease expires. Delivery is therefore *at least once*: a worker killed after
-  ViaTrajectoire answered but before the outcome was recorded sends the item again.
+* **Leases.** A worker claims items (state ``sending``) for a lease, renews the leases of the items it
+  holds while it works (:meth:`Outbox.renew`) and checks, just before sending an item, that it still
+  holds it; an item whose worker died is claimable again when the lease expires. Delivery is therefore
+  *at least once*: a worker killed after ViaTrajectoire answered but before the outcome was recorded
+  sends the item again (the IG defines no idempotency key ViaTrajectoire could deduplicate on).
 
 States::
 
@@ -185,6 +187,14 @@ class OutboxBackend(ABC):
         """Lease up to ``limit`` eligible items (head of their decision, due), oldest first."""
 
     @abstractmethod
+    def renew(self, worker: str, until: datetime, now: datetime, item_id: int | None = None) -> int:
+        """Extend to ``until`` the leases ``worker`` still holds (all, or only ``item_id``); return how many.
+
+        Only items still ``sending`` under ``worker``'s name are touched: an item another worker took over
+        after the lease expired is not, and ``0`` tells the caller it must not send that item.
+        """
+
+    @abstractmethod
     def update(self, item_id: int, *, now: datetime, **values: Any) -> OutboxItem:
         """Set columns of one item (``state``, ``next_attempt_at``, ``last_error``...) and return it."""
 
@@ -314,6 +324,16 @@ class SQLiteOutboxBackend(OutboxBackend):
                            (worker, _iso(now + lease), stamp, item_id))
             rows = [db.execute("SELECT * FROM outbox WHERE id = ?", (i,)).fetchone() for i in ids]
         return [_item(r) for r in rows]
+
+    def renew(self, worker: str, until: datetime, now: datetime, item_id: int | None = None) -> int:
+        """See :meth:`OutboxBackend.renew`."""
+        sql = "UPDATE outbox SET locked_until = ?, updated_at = ? WHERE state = 'sending' AND locked_by = ?"
+        args: list[Any] = [_iso(until), _iso(now), worker]
+        if item_id is not None:
+            sql += " AND id = ?"
+            args.append(item_id)
+        with self._tx() as db:
+            return db.execute(sql, args).rowcount
 
     def update(self, item_id: int, *, now: datetime, **values: Any) -> OutboxItem:
         """See :meth:`OutboxBackend.update`."""
@@ -481,6 +501,16 @@ class Outbox:
     def claim(self, worker: str, limit: int = 50) -> list[OutboxItem]:
         """Lease up to ``limit`` eligible items for ``worker``."""
         return self.backend.claim(worker, limit, self.lease, self.clock())
+
+    def renew(self, worker: str, item: OutboxItem | None = None) -> bool:
+        """Extend the leases of ``worker`` (all its items, or ``item`` only) by ``lease_seconds`` from now.
+
+        Returns:
+            whether at least one lease was extended; ``False`` for ``item`` means another worker took it
+            over (its lease had expired) and this worker must not send it.
+        """
+        now = self.clock()
+        return self.backend.renew(worker, now + self.lease, now, item.id if item is not None else None) > 0
 
     def mark_sent(self, item: OutboxItem, response: dict[str, Any]) -> OutboxItem:
         """Record that ViaTrajectoire accepted the item (``response``: created id, Location)."""

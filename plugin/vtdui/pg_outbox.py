@@ -14,13 +14,15 @@ backend). What the claim guarantees, with any number of concurrent workers:
   hashtext(FINESS EG))``: a claimer that does not get it skips the decision (another worker is claiming it
   right now), and one that gets it re-checks eligibility with a fresh snapshot, taken after the other
   claim committed (the lock is released only after the commit is visible).
-* **Expired leases.** A ``sending`` item whose ``locked_until`` passed (its worker crashed or was killed)
-  is eligible again, for any worker; the ``attempts`` counter keeps growing. Lease times come from the
-  clock of the worker that claims (the :class:`~vtdui.outbox.Outbox` clock): hosts must keep their clocks
-  synchronised (NTP) well within ``outbox.lease_seconds``.
+* **Expired leases.** A live worker renews the leases of the items it holds while it works and checks it
+  still holds an item just before sending it (:meth:`renew`). A ``sending`` item whose ``locked_until``
+  passed (its worker crashed, was killed or stalled) is eligible again, for any worker; the ``attempts``
+  counter keeps growing. Lease times come from the clock of the worker that claims (the
+  :class:`~vtdui.outbox.Outbox` clock): hosts must keep their clocks synchronised (NTP) well within
+  ``outbox.lease_seconds``.
 
-Not prevented (as with SQLite): an item arriving late *while* a later item of its decision is in flight is
-stored ``pending`` (the later one is not ``sent`` yet) and is delivered after it.
+An item arriving late *while* a later item of its decision is in flight is stored ``pending`` (the later one
+is not ``sent`` yet), waits, and is dropped when the later one is accepted (:meth:`vtdui.outbox.Outbox.mark_sent`).
 """
 
 from __future__ import annotations
@@ -145,6 +147,16 @@ class PostgresOutboxBackend(OutboxBackend):
                 claimed.append(_item(row))
         claimed.sort(key=lambda i: (i.next_attempt_at, i.id))
         return claimed
+
+    def renew(self, worker: str, until: datetime, now: datetime, item_id: int | None = None) -> int:
+        """See :meth:`OutboxBackend.renew` (a claim racing with it waits for the row, then re-checks it)."""
+        query = "UPDATE outbox SET locked_until = %s, updated_at = %s WHERE state = 'sending' AND locked_by = %s"
+        args: list[Any] = [until, now, worker]
+        if item_id is not None:
+            query += " AND id = %s"
+            args.append(item_id)
+        with self.db.transaction() as conn:
+            return conn.execute(query, args).rowcount
 
     def update(self, item_id: int, *, now: datetime, **values: Any) -> OutboxItem:
         """See :meth:`OutboxBackend.update`."""

@@ -188,3 +188,20 @@ def test_earlier_item_waits_while_a_later_one_is_in_flight(outbox: Outbox) -> No
         assert outbox.claim("w2") == []  # one item of a decision in flight at a time
         outbox.mark_sent(later, {"id": "vt"})
         assert _keys(outbox.claim("w2")) == ["Task/wl-D1/_history/1"]
+
+
+def test_live_worker_keeps_its_items_by_renewing_and_loses_them_only_after_expiry(outbox: Outbox, clock: Clock) -> None:
+    outbox.enqueue(_item("D1", 1))
+    outbox.enqueue(_item("D2", 1))
+    first, second = outbox.claim("w1")
+    clock.advance(outbox.lease.total_seconds() * 0.9)
+    assert outbox.renew("w1")  # the heartbeat of a live worker
+    clock.advance(outbox.lease.total_seconds() * 0.9)
+    assert outbox.claim("w2") == []  # renewed: nobody else may take them
+    assert outbox.renew("w1", first)  # just before sending the first one
+    clock.advance(outbox.lease.total_seconds() * 0.2)  # w1 stalls in that send past the second one's lease
+    [taken] = outbox.claim("w2")
+    assert taken.id == second.id and taken.locked_by == "w2"
+    assert not outbox.renew("w1", second)  # w1 must not send it any more
+    assert outbox.renew("w2", taken)
+    assert not outbox.renew("w3")  # a worker holding nothing renews nothing

@@ -16,3 +16,8 @@ _E2E = Path(__file__).resolve().parents[1] / "e2e"
 for folder in ("inbound", "outbound"):
     if str(_E2E / folder) not in sys.path:
         sys.path.insert(0, str(_E2E / folder))
+
+# the multi-worker helpers of the soak test (several `vtdui run` processes on one database)
+_SOAK = Path(__file__).resolve().parents[1] / "soak"
+if str(_SOAK) not in sys.path:
+    sys.path.insert(0, str(_SOAK))

@@ -302,6 +302,9 @@ def test_reconciliation_catches_a_change_made_while_vtdui_was_down(running: Serv
 
 
 def test_metrics_and_health(running: ServiceProcess, env: Env) -> None:
+    # a restarted service polls each establishment in its own slot of the interval; --poll-now: all at once
+    running.stop()
+    running.start("--poll-now")
     health = httpx.get(f"{running.url}/health", timeout=10).json()
     assert health["status"] == "ok" and set(health["loops"]) == {"worker", "reconcile", "sync"}
     metrics = wait_for(lambda: (m := running.metrics()).get('vtdui_sync_cycles_total{outcome="ok"}') and m,

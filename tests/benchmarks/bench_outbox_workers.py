@@ -15,8 +15,10 @@ front of a backlog that the reconciliation found. No Subscription is installed, 
 reconciliation queues anything and the workers do delivery only (with REST hooks the receiver would have
 queued the same items as they happened; the backlog is the same rows either way).
 
-**The measure.** N workers are started at once (N = 1, 2, 4, in that order, each in front of its own M
-items; the 1-worker run is the baseline of the same session). Timed from the launch of the processes to the
+**The measure.** N workers are started at once in front of M items. N goes 1, 2, 4, then 4, 2, 1 (``REPEATS``
+passes, alternately forward and back, so that a drift of the machine's load weighs on every N alike); the
+figure of each N is the mean of its runs, and its ratio is against the 1-worker mean of the same session (the
+baseline). Timed from the launch of the processes to the
 simulator's acceptance of the last ESMSTask (its ``GET /_admin/received`` clock: same host), so the
 processes' start-up is included; the rate between the first and the last acceptance (``drain``) is printed
 too. Each delivery is the whole pipeline: claim (``FOR UPDATE SKIP LOCKED``), conformance, POST over mTLS,
@@ -34,6 +36,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +64,8 @@ pytestmark = [pytest.mark.benchmark, pytest.mark.integration, pytest.mark.simula
 
 ITEMS = int(os.environ.get("VTDUI_BENCH_OUTBOX_ITEMS", "300"))
 WORKERS = (1, 2, 4)
+#: Passes over WORKERS (alternately forward and back).
+REPEATS = int(os.environ.get("VTDUI_BENCH_OUTBOX_REPEATS", "2"))
 WARM_UP = 20
 #: Statuses each decision walks through, two per run (a valid ESMS sequence, as in the outbound e2e tests).
 WALK: tuple[tuple[str, str | None], ...] = (("41", "150"), ("42", None), ("72", None), ("71", None),
@@ -112,16 +117,24 @@ def _deliver(deployment: Deployment, workers: list[Worker], expected: dict[tuple
     """Start the workers at once, wait for every expected ESMSTask; return the figures of the run."""
     total = sum(len(v) for v in expected.values())
     index = len(deployment.sim.context.state.received_since(0))
+    load_before = os.getloadavg()[0]  # other work on the machine (other test sessions) skews the figures
+    machine_before = _machine_cpu()
+    own_before = time.process_time()
     launched = datetime.now(UTC)
     for worker in workers:
         worker.start("--no-sync", wait=False)
     try:
         accepted = wait_for(lambda: (found := _accepted_since(deployment, index)) and len(found) >= total and found,
                             f"{total} ESMSTasks accepted", timeout=900, pause=0.2)
+        machine_after = _machine_cpu()
+        own_seconds = time.process_time() - own_before
         sent_by = []
+        workers_cpu = 0.0
         for worker in workers:
             worker.wait_healthy()
             sent_by.append(int(worker.metrics().get('vtdui_emissions_total{flux="4",outcome="sent"}', 0)))
+            assert worker.process is not None
+            workers_cpu += _process_cpu(worker.process.pid)
     finally:
         for worker in workers:
             worker.stop()
@@ -140,12 +153,36 @@ def _deliver(deployment: Deployment, workers: list[Worker], expected: dict[tuple
             "items_per_second": round(total / wall, 1), "first_acceptance_seconds": round(
                 (times[0] - launched).total_seconds(), 3), "drain_seconds": round(drain, 3),
             "drain_items_per_second": round((total - 1) / drain, 1) if drain > 0 else None,
-            "sent_by_worker": sent_by}
+            "sent_by_worker": sent_by,
+            # where the CPU went between the launch and the last acceptance (2 cores shared by everything)
+            "machine_cpu_busy_percent": round(100 * _busy(machine_before, machine_after), 1),
+            "load_average_1min_before": round(load_before, 2),
+            "workers_cpu_seconds": round(workers_cpu, 2),
+            "simulator_and_bench_cpu_seconds": round(own_seconds, 2)}
+
+
+def _machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine (``/proc/stat``)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_outbox_throughput_with_1_2_4_workers(hapi: Any, postgres: Any, tmp_path: Path) -> None:
     assert postgres_backend(), "the PostgreSQL backend (vtdui.storage) is needed for several workers"
-    assert ITEMS % 2 == 0 and len(WALK) >= 2 * len(WORKERS)
+    assert ITEMS % 2 == 0 and REPEATS >= 1
+    order = [n for index in range(REPEATS) for n in (WORKERS if index % 2 == 0 else WORKERS[::-1])]
     seed = random.SystemRandom().randrange(1, 10**9)
     database_url = postgres.fresh_database("bench")
     sim = start_simulator(tmp_path / "simulator", seed=seed, n_decisions=1, port=0, admin_port=0,
@@ -182,8 +219,8 @@ def test_outbox_throughput_with_1_2_4_workers(hapi: Any, postgres: Any, tmp_path
         _queue(deployment, warm, [("41", "153")])
         _deliver(deployment, [deployment.worker("warm-up", free_port())], {k: [("41", "153")] for k in warm})
         runs: list[dict[str, Any]] = []
-        for round_index, n in enumerate(WORKERS):
-            changes = list(WALK[2 * round_index:2 * round_index + 2])
+        for round_index, n in enumerate(order):
+            changes = [WALK[(2 * round_index) % len(WALK)], WALK[(2 * round_index + 1) % len(WALK)]]
             queued, queue_seconds = _queue(deployment, timed, changes)
             assert queued == ITEMS
             workers = [deployment.worker(f"n{n}-{i + 1}", free_port()) for i in range(n)]
@@ -192,26 +229,44 @@ def test_outbox_throughput_with_1_2_4_workers(hapi: Any, postgres: Any, tmp_path
             runs.append(figures)
     finally:
         sim.stop()
-    base = runs[0]
-    for run in runs:
-        run["ratio_vs_1_worker"] = round(run["items_per_second"] / base["items_per_second"], 2)
-        if run["drain_items_per_second"] and base["drain_items_per_second"]:
-            run["drain_ratio_vs_1_worker"] = round(run["drain_items_per_second"] / base["drain_items_per_second"], 2)
+    summary = _summary(runs)
     path = write_results("outbox_workers", {
         "description": "outbox throughput of N `vtdui run --no-sync` workers on one PostgreSQL database: a "
                        "backlog of status changes queued by reconciliation, delivered to the simulator "
                        "(mTLS + OAuth2, AuditEvent per delivery in HAPI); seconds from the launch of the "
-                       "workers to the last acceptance",
-        "backend": "postgresql", "items_per_run": ITEMS, "decisions": len(timed), "runs": runs})
+                       "workers to the last acceptance; summary = mean of the runs of each N",
+        "backend": "postgresql", "items_per_run": ITEMS, "decisions": len(timed), "summary": summary,
+        "runs": runs})
     print()
     print(f"outbox workers, PostgreSQL, {ITEMS} queued status changes per run ({len(timed)} decisions x 2), "
-          f"{os.cpu_count()} CPU(s) shared with HAPI, PostgreSQL and the simulator:")
-    print(f"  {'workers':>7}  {'seconds':>8}  {'items/s':>8}  {'ratio':>6}  {'drain items/s':>13}  "
-          f"{'drain ratio':>11}  {'1st accept s':>12}  sent by worker")
+          f"{os.cpu_count()} CPU(s) shared with HAPI, PostgreSQL and the simulator; every run:")
+    print(f"  {'workers':>7}  {'seconds':>8}  {'items/s':>8}  {'drain items/s':>13}  {'1st accept s':>12}  "
+          f"{'CPU busy':>8}  {'load':>5}  {'workers CPU s':>13}  sent by worker")
     for run in runs:
         print(f"  {run['workers']:>7}  {run['seconds']:>8.2f}  {run['items_per_second']:>8.1f}  "
-              f"{run['ratio_vs_1_worker']:>6.2f}  {run['drain_items_per_second'] or 0:>13.1f}  "
-              f"{run.get('drain_ratio_vs_1_worker', 0):>11.2f}  {run['first_acceptance_seconds']:>12.2f}  "
-              f"{run['sent_by_worker']}")
+              f"{run['drain_items_per_second'] or 0:>13.1f}  {run['first_acceptance_seconds']:>12.2f}  "
+              f"{run['machine_cpu_busy_percent']:>7.0f}%  {run['load_average_1min_before']:>5.1f}  "
+              f"{run['workers_cpu_seconds']:>13.1f}  {run['sent_by_worker']}")
+    print(f"  mean of {REPEATS} run(s) per N ('load': 1-min load average before the run):")
+    print(f"  {'workers':>7}  {'items/s':>8}  {'ratio':>6}  {'drain items/s':>13}  {'drain ratio':>11}")
+    for row in summary:
+        print(f"  {row['workers']:>7}  {row['items_per_second']:>8.1f}  {row['ratio_vs_1_worker']:>6.2f}  "
+              f"{row['drain_items_per_second']:>13.1f}  {row['drain_ratio_vs_1_worker']:>11.2f}")
     print(f"  every item accepted exactly once, in its decision's order; figures in {path}")
 
+
+def _summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean items/s (from launch, and drain) per N, and the ratios against the 1-worker mean."""
+    rows: list[dict[str, Any]] = []
+    for n in WORKERS:
+        mine = [r for r in runs if r["workers"] == n]
+        rows.append({"workers": n, "runs": len(mine),
+                     "items_per_second": round(statistics.mean(r["items_per_second"] for r in mine), 1),
+                     "drain_items_per_second": round(statistics.mean(r["drain_items_per_second"] or 0.0
+                                                                     for r in mine), 1),
+                     "seconds": round(statistics.mean(r["seconds"] for r in mine), 3)})
+    base = rows[0]
+    for row in rows:
+        row["ratio_vs_1_worker"] = round(row["items_per_second"] / base["items_per_second"], 2)
+        row["drain_ratio_vs_1_worker"] = round(row["drain_items_per_second"] / base["drain_items_per_second"], 2)
+    return rows

@@ -7,7 +7,7 @@ session's PostgreSQL cluster (``vtdui db migrate``), and two `vtdui run` process
 * worker **A** runs the inbound sync every 5 s (flux 1, 3, 5) and is the Subscriptions' target;
 * worker **B** runs with ``--no-sync`` on a port of its own: it only delivers (and reconciles).
 
-For ``VTDUI_SOAK_SECONDS`` (default 120) a random mix (seed printed; ``VTDUI_SOAK_SEED`` replays the choices)
+For ``VTDUI_SOAK_SECONDS`` (default 120) a random mix (seed printed; ``VTDUI_SOAK_SEED`` sets it; timing varies)
 of: new decisions notified to 1 or 2 of three establishments (two legal entities); DUI users' status changes
 on the work-list Tasks in HAPI, each item following a valid sequence (If-Match: a save refused because the plugin
 wrote the item meanwhile is read again, as a screen would; now and then a screen is left open while the plugin

@@ -63,6 +63,10 @@ LOOKBACK_MARGIN = timedelta(minutes=5)
 #: HAPI answers 409 when two transactions conditionally create the same resource at once (establishments
 #: polled concurrently, sharing an organisation or a person); nothing was written: tried again this often.
 CONFLICT_RETRIES = 5
+#: Reads again of a work-list item whose version changed between the read and the guarded write.
+VERSION_CONFLICT_RETRIES = 3
+#: HTTP statuses of a stale ``If-Match``: 412, or 409 "not the current version" (HAPI 8, HAPI-0989).
+VERSION_CONFLICT = frozenset({409, 412})
 
 
 class VTClient(Protocol):
@@ -420,11 +424,12 @@ class SyncEngine:
         """Apply one flux-5 status to its work-list item; False when it must wait (kept pending).
 
         The update is guarded by the version read (``If-Match``): when a DUI user changed the item in
-        between (HTTP 412), the item is read again and the status applied once more.
+        between (HTTP 412, or 409 "not the current version" as HAPI 8 answers inside a transaction), the item
+        is read again and the status applied once more.
         """
         eg = context.establishment.finess_eg
         id_nat = id_nat_decision_of_task(task) or ""
-        for attempt in range(2):
+        for attempt in range(VERSION_CONFLICT_RETRIES + 1):
             worklist = self.store.worklist_item(id_nat, eg)
             if worklist is None:
                 return False
@@ -446,7 +451,7 @@ class SyncEngine:
             try:
                 self._write(entries, ctx)
             except HapiError as exc:
-                if exc.status == 412 and attempt == 0:
+                if exc.status in VERSION_CONFLICT and attempt < VERSION_CONFLICT_RETRIES:
                     continue  # changed meanwhile by a DUI user: read it again
                 if exc.status is not None and 400 <= exc.status < 500:
                     self.state.quarantine(finess_eg=eg, flux="5", vt_id=vt_task_id, last_updated=last_updated,
@@ -464,14 +469,16 @@ class SyncEngine:
 
         A 409 (a concurrent transaction created the same conditional resource, or held its lock) is tried
         again a few times after a short random pause: HAPI rolled the transaction back, and the retry finds
-        what the other one created.
+        what the other one created. Not when an entry is guarded by ``If-Match``: the same version can never
+        match again, the caller reads the resource again instead.
         """
+        guarded = any((entry.get("request") or {}).get("ifMatch") for entry in entries)
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 response = self.store.transaction(entries)
                 break
             except HapiError as exc:
-                if exc.status != 409 or attempt == CONFLICT_RETRIES:
+                if exc.status != 409 or guarded or attempt == CONFLICT_RETRIES:
                     raise
                 log.info("HAPI transaction in conflict with a concurrent one (409): trying again")
                 time.sleep(0.05 * 2**attempt + random.uniform(0, 0.1))  # noqa: S311 - jitter, not security

@@ -399,7 +399,7 @@ def test_validate_reports_a_code_outside_the_bound_value_set(fhir: httpx.Client,
 
 def test_validate_sees_terminology_uploaded_after_a_first_validation(fhir: httpx.Client, hapi: Any) -> None:
     """A ValueSet uploaded after a validation that missed it is used at once (no stale "not found" cache)."""
-    if hapi.origin != "launcher":
+    if not hapi.origin.startswith("launcher"):
         pytest.skip("cache invalidation on terminology writes is a feature of our launcher, not of the image")
     key = uuid.uuid4().hex[:12]
     cs_url, vs_url = f"urn:vtdui:test:cs:{key}", f"urn:vtdui:test:vs:{key}"

@@ -159,7 +159,7 @@ def remote_status_entries(esms_task: Task, context: InboundContext) -> list[Entr
     """Transaction entries applying ``esms_task`` to ``context.worklist_task`` (``None``: nothing to do).
 
     The update is a ``PUT Task/<id>`` guarded by ``If-Match`` on the version that was read, so a change
-    a DUI user made meanwhile is never overwritten (the transaction fails with 412 and the sync retries).
+    a DUI user made meanwhile is never overwritten (the transaction fails with 412 or 409 and the sync retries).
     """
     current = context.worklist_task
     if current is None or not current.get("id"):

@@ -35,7 +35,7 @@ from inbound_helpers import (
     worklist_ids,
 )
 
-from vtdui import sdo
+from vtdui import hookimpl, sdo
 from vtdui.config import load_config
 from vtdui.mapping import systems, worklist
 from vtdui.plugins import get_plugin_manager
@@ -236,6 +236,47 @@ def test_flux5_statuses_are_applied_to_the_work_list(backfill: Backfill, runtime
     version = item["meta"]["versionId"]
     runtime.sync.run_once()  # nothing new: the item is not written again
     assert _item(runtime, shared, a)["meta"]["versionId"] == version
+
+
+class _UserSavesMeanwhile:
+    """A DUI user saves the work-list item between the plugin's read and its guarded write (once)."""
+
+    def __init__(self, hapi_base_url: str) -> None:
+        self.hapi_base_url = hapi_base_url
+        self.done = False
+
+    @hookimpl
+    def before_store(self, entries: list[dict[str, Any]], context: Any) -> None:
+        task = context.worklist_task
+        if self.done or task is None:
+            return
+        self.done = True
+        edited = {k: v for k, v in task.items() if k != "meta"}
+        edited["note"] = [*task.get("note", []), {"text": "appelé la famille"}]
+        saved = httpx.put(f"{self.hapi_base_url}/Task/{task['id']}", json=edited, timeout=30,
+                          headers={"Content-Type": "application/fhir+json",
+                                   "If-Match": f'W/"{task["meta"]["versionId"]}"'})
+        assert saved.status_code == 200, saved.text
+
+
+def test_flux5_status_meets_a_concurrent_user_save_and_is_applied_on_the_new_version(
+        backfill: Backfill, runtime: Runtime, inbound_env: InboundEnv) -> None:
+    eg = inbound_env.egs[1]
+    id_nat = new_decisions(inbound_env.sim, [eg])[0]["id_nat_decision"]
+    runtime.sync.run_once()
+    event(inbound_env.sim, source="mdph", finess_eg=eg, id_nat_decision=id_nat, statut_esms="49",
+          motif_esms="109", description="Déménagement")
+    user = _UserSavesMeanwhile(inbound_env.hapi_base_url)
+    runtime.pm.register(user, name="test-user-saves-meanwhile")
+    try:
+        report = runtime.sync.run_once()
+    finally:
+        runtime.pm.unregister(user)
+    assert user.done and report.ok
+    item = _item(runtime, id_nat, eg)
+    assert worklist.business_status(item) == "49"  # the MDPH event, applied on the user's version
+    assert any(n.get("text") == "appelé la famille" for n in item["note"])  # and the user's edit kept
+    assert not [q for q in runtime.state.quarantined() if q.flux == "5"]
 
 
 def test_status_read_before_its_decision_waits_for_it(backfill: Backfill, runtime: Runtime,

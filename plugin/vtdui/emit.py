@@ -155,6 +155,10 @@ class DeliveryReport:
         return len(self.sent) + len(self.rescheduled) + len(self.failed) + len(self.dry_run)
 
 
+#: Items leased per claim: small, so that several workers share a backlog evenly (a claim is one short query).
+CLAIM_SIZE = 10
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -461,7 +465,7 @@ class Emitter:
         report = DeliveryReport()
         with _LeaseKeeper(self.outbox, self.worker):
             while report.attempted < limit:
-                items = self.outbox.claim(self.worker, min(limit - report.attempted, 50))
+                items = self.outbox.claim(self.worker, min(limit - report.attempted, CLAIM_SIZE))
                 if not items:
                     break
                 for index, item in enumerate(items):

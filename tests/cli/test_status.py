@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from vtdui.cli import cli
 from vtdui.config import load_config
 from vtdui.outbox import NewItem, Outbox
+from vtdui.schedule import SQLitePollSchedule
 from vtdui.simulator.pki import Pki
 from vtdui.state import StateStore
 
@@ -38,6 +39,17 @@ def test_status_reports_polls_quarantine_outbox_and_certificates(tmp_path: Path,
         outbox.mark_failed(failed, "refused: statut 45 needs a motif")
     finally:
         outbox.close()
+    schedule = SQLitePollSchedule.open(config.state_dir)
+    try:  # a poll that failed twice: retried with backoff, and the operator sees why
+        now = datetime.now(UTC)
+        schedule.ensure([(EG, EJ)], now, 3600, stagger=False)
+        for _ in range(2):
+            [claimed] = schedule.claim("host:1", now, 1800, 4, 2)
+            assert schedule.finish(claimed.finess_eg, "host:1", now, ok=False, error="flux 1: HTTP 503",
+                                   interval=3600, backoff=300)
+            now += timedelta(seconds=900)
+    finally:
+        schedule.close()
 
     result = CliRunner().invoke(cli, ["status", "--config", str(path), "--json"])
     assert result.exit_code == 0, result.output
@@ -49,6 +61,8 @@ def test_status_reports_polls_quarantine_outbox_and_certificates(tmp_path: Path,
     assert row["quarantined"] == 1
     assert row["outbox_unsent"] == 1 and row["outbox_failed"] == 1
     assert row["outbox_oldest_unsent_age_seconds"] is not None
+    assert row["poll_failures"] == 2 and row["poll_last_error"] == "flux 1: HTTP 503" and row["polling_by"] is None
+    assert 1400 < row["next_poll_in_seconds"] <= 1500  # 2nd failure at +900 s waits 600 s (300 s doubled)
     [entity] = data["legal_entities"]
     assert entity["finess_ej"] == EJ and entity["certificate_days_left"] > 300 and entity["certificate_error"] is None
 

@@ -19,7 +19,7 @@ from rich.table import Table
 from vtdui.config import Config, load_config
 from vtdui.outbox import ItemState, Outbox
 from vtdui.state import StateBackend, StateStore
-from vtdui.storage import open_outbox, open_state
+from vtdui.storage import open_outbox, open_poll_schedule, open_state
 
 __all__ = ["collect_status", "status"]
 
@@ -75,6 +75,14 @@ def collect_status(state: StateBackend, config: Config | None = None, *, certifi
     finally:
         outbox.close()
 
+    polls: dict[str, Any] = {}
+    if config is not None:
+        schedule = open_poll_schedule(config)
+        try:
+            polls = {row.finess_eg: row for row in schedule.snapshot()}
+        finally:
+            schedule.close()
+
     names: dict[str, str] = {}
     legal_entities: list[dict[str, Any]] = []
     if config is not None:
@@ -99,7 +107,13 @@ def collect_status(state: StateBackend, config: Config | None = None, *, certifi
     for eg in egs:
         by_flux = {c["flux"]: c for c in cursors if c["finess_eg"] == eg}
         box = per_eg_outbox.get(eg, {"unsent": 0, "failed": 0, "oldest_unsent_age_seconds": None})
+        poll = polls.get(eg)
+        live_lease = poll is not None and poll.locked_until is not None and poll.locked_until > now
         establishments.append({
+            "next_poll_in_seconds": None if poll is None else round((poll.next_due_at - now).total_seconds()),
+            "polling_by": poll.locked_by if poll is not None and live_lease else None,
+            "poll_failures": 0 if poll is None else poll.consecutive_failures,
+            "poll_last_error": None if poll is None else poll.last_error,
             "finess_eg": eg, "name": names.get(eg, ""),
             "flux1_last_success_age_seconds": by_flux.get("1", {}).get("last_success_age_seconds"),
             "flux5_last_success_age_seconds": by_flux.get("5", {}).get("last_success_age_seconds"),
@@ -133,13 +147,16 @@ def status(config_path: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     console = Console()
-    table = Table(title="establishments: seconds since the last poll (flux 1, 5), kept aside, outbox",
+    table = Table(title="establishments: seconds since the last poll (flux 1, 5), until the next, kept aside, outbox",
                   caption="waiting: flux-5 statuses waiting for their decision; oldest: age of the oldest unsent item")
-    for column in ("FINESS EG", "flux 1", "flux 5", "quarantine", "waiting", "unsent", "failed", "oldest"):
+    for column in ("FINESS EG", "flux 1", "flux 5", "next poll", "poll failures", "quarantine", "waiting", "unsent",
+                   "failed", "oldest"):
         table.add_column(column, justify="left" if column == "FINESS EG" else "right", no_wrap=True)
     for e in data["establishments"]:
+        next_poll = "now" if e["polling_by"] else _dash(e["next_poll_in_seconds"])
         table.add_row(e["finess_eg"], _dash(e["flux1_last_success_age_seconds"]),
-                      _dash(e["flux5_last_success_age_seconds"]), str(e["quarantined"]), str(e["statuses_waiting"]),
+                      _dash(e["flux5_last_success_age_seconds"]), next_poll, str(e["poll_failures"]),
+                      str(e["quarantined"]), str(e["statuses_waiting"]),
                       str(e["outbox_unsent"]), str(e["outbox_failed"]), _dash(e["outbox_oldest_unsent_age_seconds"]))
     console.print(table)
     for entity in data["legal_entities"]:

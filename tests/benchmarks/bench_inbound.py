@@ -18,7 +18,9 @@ What it measures, in one run, against the session's HAPI server and a simulator 
 * **parse**: decision CDAs parsed per second (:func:`vtdui.cda.parse.parse_decision` alone);
 * **peak memory** of the ``vtdui sync`` process (its ``VmHWM``, sampled every 0.2 s until it exits).
 
-The figures are printed, nothing is asserted about speed (only that every decision landed).
+The figures are printed, written to ``tests/benchmarks/results/inbound.json`` (``inbound-<N>.json`` for another
+N than 500) and recorded as rows of the session's table (:mod:`report`, which says the N measured); nothing is
+asserted about speed (only that every decision landed).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 
 import pytest
 from inbound_helpers import admin, write_config
+from report import Row, note_hapi, ratio, record
 
 from vtdui import sdo
 from vtdui.cda.parse import parse_decision
@@ -111,8 +114,9 @@ def _baseline_bundles(sim: RunningSimulator, entity: dict[str, Any], ests: list[
     return bundles
 
 
-def test_bench_inbound(bench_sim: RunningSimulator, hapi_base_url: str, tmp_path: Path) -> None:
-    """Measure baseline, sync, parse and memory; print the figures (see the module docstring)."""
+def test_bench_inbound(bench_sim: RunningSimulator, hapi: Any, hapi_base_url: str, tmp_path: Path) -> None:
+    """Measure baseline, sync, parse and memory; print and record the figures (see the module docstring)."""
+    note_hapi(hapi)
     info = bench_sim.info
     first, second = info["legal_entities"]
     sync_ests = [first["establishments"][0], first["establishments"][1], second["establishments"][0]]
@@ -176,7 +180,16 @@ def test_bench_inbound(bench_sim: RunningSimulator, hapi_base_url: str, tmp_path
         "sync_process_peak_rss_mib": round(peak_mib, 1),
         "bench_process_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    print("\ninbound benchmark " + json.dumps(figures, indent=2))
+    name = "inbound" if N == 500 else f"inbound-{N}"
+    path = record(name, [
+        Row(f"inbound ingest, `vtdui sync --once`, N={N} decisions ({len(sync_ests)} establishments)",
+            f"{sync_rate:.1f} decisions/s (sync cycle; {N / wall_s:.1f}/s on the process's wall clock)",
+            f"{baseline_rate:.1f} decisions/s posting the same final bundles straight to HAPI",
+            ratio(sync_rate / baseline_rate)),
+        Row(f"CDA parse (`parse_decision`), N={N} documents", f"{N / parse_s:.0f} documents/s"),
+        Row(f"memory: peak RSS (VmHWM) of the `vtdui sync` process, N={N} decisions", f"{peak_mib:.0f} MiB"),
+    ], figures)
+    print("\ninbound benchmark " + json.dumps(figures, indent=2) + f"\nfigures in {path}")
     print(f"ingest: {sync_rate:.1f} decisions/s through vtdui sync vs {baseline_rate:.1f} decisions/s posting the "
           f"same bundles straight to HAPI: ratio {sync_rate / baseline_rate:.2f}; parse {N / parse_s:.0f} CDA/s; "
           f"vtdui sync peak memory {peak_mib:.0f} MiB")

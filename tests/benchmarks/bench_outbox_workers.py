@@ -26,7 +26,8 @@ outcome, AuditEvent written to HAPI. Before the baseline an untimed warm-up roun
 the JVM, the simulator and the database.
 
 Every item must be accepted exactly once and in its decision's order; nothing is asserted about speed. The
-figures are printed and written to ``tests/benchmarks/results/outbox_workers.json``. On a 2-core machine
+figures are printed, written to ``tests/benchmarks/results/outbox_workers.json`` and recorded in the session's
+table (:mod:`report`). On a 2-core machine
 the HAPI server, PostgreSQL, the simulator and the workers share the same cores: the ratios say how much
 the claim lets several workers overlap their waits, not what separate hosts would give.
 """
@@ -44,7 +45,7 @@ from typing import Any
 
 import httpx
 import pytest
-from report import write_results
+from report import Row, note_hapi, note_postgres, ratio, record
 from soak_helpers import (
     Deployment,
     Worker,
@@ -185,6 +186,8 @@ def test_outbox_throughput_with_1_2_4_workers(hapi: Any, postgres: Any, tmp_path
     order = [n for index in range(REPEATS) for n in (WORKERS if index % 2 == 0 else WORKERS[::-1])]
     seed = random.SystemRandom().randrange(1, 10**9)
     database_url = postgres.fresh_database("bench")
+    note_hapi(hapi)
+    note_postgres(database_url)
     sim = start_simulator(tmp_path / "simulator", seed=seed, n_decisions=1, port=0, admin_port=0,
                           hapi_base_url=hapi.base_url)
     try:
@@ -230,7 +233,15 @@ def test_outbox_throughput_with_1_2_4_workers(hapi: Any, postgres: Any, tmp_path
     finally:
         sim.stop()
     summary = _summary(runs)
-    path = write_results("outbox_workers", {
+    base = summary[0]
+    rows = [Row(f"outbox delivery, {row['workers']} `vtdui run` workers on PostgreSQL ({ITEMS} queued items "
+                f"per run, mean of {row['runs']} runs)",
+                f"{row['items_per_second']:.1f} items/s (drain {row['drain_items_per_second']:.1f} items/s)",
+                f"{base['items_per_second']:.1f} items/s (drain {base['drain_items_per_second']:.1f} items/s) "
+                "with 1 worker",
+                f"{ratio(row['ratio_vs_1_worker'])} (drain {ratio(row['drain_ratio_vs_1_worker'])})")
+            for row in summary if row["workers"] != base["workers"]]
+    path = record("outbox_workers", rows, {
         "description": "outbox throughput of N `vtdui run --no-sync` workers on one PostgreSQL database: a "
                        "backlog of status changes queued by reconciliation, delivered to the simulator "
                        "(mTLS + OAuth2, AuditEvent per delivery in HAPI); seconds from the launch of the "

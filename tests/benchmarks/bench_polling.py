@@ -18,27 +18,24 @@ What it measures, against the session's HAPI server and a simulator over mutual 
 
 Each cycle runs in its own process (:func:`main` below: :class:`vtdui.schedule.PollScheduler.run_all`, what
 ``vtdui run --once`` does for the inbound side) so it does not share the interpreter with the simulator. The
-figures (seconds of each cycle, establishments per second, ratio sequential / concurrent) are printed and
-written to ``tests/benchmarks/results/polling.json``. Nothing is asserted about speed; every establishment
-must complete and every decision land.
+figures (seconds of each cycle, establishments per second, ratio sequential / concurrent) are printed,
+written to ``tests/benchmarks/results/polling.json`` and recorded in the session's table (:mod:`report`).
+Nothing is asserted about speed; every establishment must complete and every decision land.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ENTITIES = int(os.environ.get("VTDUI_BENCH_POLL_ENTITIES", "10"))
 PER_ENTITY = int(os.environ.get("VTDUI_BENCH_POLL_PER_ENTITY", "50"))
 DECISIONS = int(os.environ.get("VTDUI_BENCH_POLL_DECISIONS", "2"))
-RESULTS = Path(__file__).resolve().parent / "results" / "polling.json"
 _TESTS = Path(__file__).resolve().parents[1]
 
 
@@ -81,6 +78,7 @@ for _folder in (_TESTS / "schedule", _TESTS / "e2e" / "inbound"):
 
 from inbound_helpers import write_config  # noqa: E402
 from poll_helpers import create_decisions, simulator_with, sync_section  # noqa: E402
+from report import Row, note_hapi, ratio, record  # noqa: E402
 
 from vtdui.config import SyncSettings  # noqa: E402
 from vtdui.simulator.server import RunningSimulator  # noqa: E402
@@ -114,8 +112,9 @@ def _new_decisions(sim: RunningSimulator, count: int) -> int:
     return created
 
 
-def test_bench_polling(hapi_base_url: str, tmp_path: Path) -> None:
-    """Warm-up, sequential cycle, concurrent cycle; print and write the figures (module docstring)."""
+def test_bench_polling(hapi: Any, hapi_base_url: str, tmp_path: Path) -> None:
+    """Warm-up, sequential cycle, concurrent cycle; print and record the figures (module docstring)."""
+    note_hapi(hapi)
     n = ENTITIES * PER_ENTITY
     defaults = SyncSettings()
     with simulator_with(tmp_path / "sim", ENTITIES, PER_ENTITY, hapi_base_url) as sim:
@@ -145,14 +144,17 @@ def test_bench_polling(hapi_base_url: str, tmp_path: Path) -> None:
                        "establishments_per_s": round(n / concurrent["seconds"], 2)},
         "speed_up": round(sequential["seconds"] / concurrent["seconds"], 2),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    document = {"benchmark": "polling", "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                            "python": platform.python_version()},
-                **figures}
-    RESULTS.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    path = record("polling", [
+        Row(f"daily polling cycle, {n} establishments ({ENTITIES} legal entities, {DECISIONS} new decisions "
+            f"each), default concurrency (max_concurrent {defaults.max_concurrent}, per entity "
+            f"{defaults.max_concurrent_per_entity})",
+            f"{concurrent['seconds']:.1f} s ({n / concurrent['seconds']:.1f} establishments/s)",
+            f"{sequential['seconds']:.1f} s ({n / sequential['seconds']:.1f} establishments/s) one at a time "
+            "(max_concurrent 1)",
+            ratio(sequential["seconds"] / concurrent["seconds"]) + " faster"),
+    ], figures)
     print("\npolling benchmark " + json.dumps(figures, indent=2))
     print(f"daily cycle over {n} establishments ({ENTITIES} legal entities, {DECISIONS} new decisions each): "
           f"{sequential['seconds']:.1f} s one at a time, {concurrent['seconds']:.1f} s with max_concurrent "
           f"{defaults.max_concurrent} (per entity {defaults.max_concurrent_per_entity}): "
-          f"x{figures['speed_up']:.2f}; figures in {RESULTS}")
+          f"x{figures['speed_up']:.2f}; figures in {path}")

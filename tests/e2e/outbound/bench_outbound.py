@@ -15,14 +15,17 @@ subprocess). It measures:
 * the **throughput** of the outbox worker: 100 changes made while `vtdui run` is stopped, queued by one
   reconciliation pass, then delivered by ``Emitter.run_pending`` (items per second).
 
-Figures are printed; nothing is asserted on time (only that every change arrived, once, in order).
+Figures are printed, written to ``tests/benchmarks/results/outbound.json`` and recorded in the session's table
+(``tests/benchmarks/report.py``); nothing is asserted on time (only that every change arrived, once, in order).
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +35,12 @@ from outbound_e2e_helpers import OutboundEnv, ServiceProcess, status_key, wait_f
 from vtdui.config import load_config
 from vtdui.runtime import Runtime
 from vtdui.viatrajectoire.client import ViaTrajectoireClient
+
+_BENCHMARKS = str(Path(__file__).resolve().parents[2] / "benchmarks")
+if _BENCHMARKS not in sys.path:
+    sys.path.insert(0, _BENCHMARKS)
+
+import report  # noqa: E402 - tests/benchmarks/report.py: the session's table and results/*.json
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.integration, pytest.mark.simulator]
 
@@ -53,7 +62,10 @@ def _accepted(admin: httpx.Client) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(1800)
-def test_outbound_latency_and_throughput(env: tuple[OutboundEnv, dict[str, dict[str, Any]]], hapi: Any) -> None:
+def test_outbound_latency_and_throughput(env: tuple[OutboundEnv, dict[str, dict[str, Any]]], hapi: Any,
+                                         pytestconfig: pytest.Config) -> None:
+    report.register(pytestconfig)  # the table is printed even when this file runs alone
+    report.note_hapi(hapi)
     outbound, _ = env
     admin = httpx.Client(base_url=outbound.sim.admin_url + "/", timeout=30)
     decisions = [outbound.new_decision(outbound.other_eg) for _ in range(N_ITEMS)]
@@ -117,9 +129,9 @@ def test_outbound_latency_and_throughput(env: tuple[OutboundEnv, dict[str, dict[
             enqueue_s = time.perf_counter() - t0
             sent = 0
             t1 = time.perf_counter()
-            while (report := runtime.emitter.run_pending(500)).attempted:
-                assert not report.failed and not report.rescheduled
-                sent += len(report.sent)
+            while (batch := runtime.emitter.run_pending(500)).attempted:
+                assert not batch.failed and not batch.rescheduled
+                sent += len(batch.sent)
             deliver_s = time.perf_counter() - t1
         assert sent == len(THROUGHPUT_CHANGES) * N_ITEMS, (sent, len(queued.items))
     finally:
@@ -139,3 +151,28 @@ def test_outbound_latency_and_throughput(env: tuple[OutboundEnv, dict[str, dict[
           "   (in vtdui / direct)")
     print(f"outbox worker: {sent} items queued by one reconciliation pass in {enqueue_s:.2f} s "
           f"({sent / enqueue_s:.0f} items/s), delivered in {deliver_s:.2f} s ({sent / deliver_s:.0f} items/s)")
+    direct_rate = len(direct) / sum(direct)
+    n = len(latencies)
+    direct_label = f"direct `ViaTrajectoireClient.post_task`, {len(direct)} calls"
+    path = report.record("outbound", [
+        report.Row(f"outbound latency p50, PUT Task in HAPI → accepted by the simulator, {n} changes",
+                   f"{p50 * 1000:.1f} ms", f"{d50 * 1000:.1f} ms p50, {direct_label}", report.ratio(p50 / d50, 1)),
+        report.Row(f"outbound latency p99, PUT Task in HAPI → accepted by the simulator, {n} changes",
+                   f"{p99 * 1000:.1f} ms", f"{d99 * 1000:.1f} ms p99, {direct_label}", report.ratio(p99 / d99, 1)),
+        report.Row(f"outbound latency p50 in vtdui, queued in the outbox → accepted, {n} changes",
+                   f"{i50 * 1000:.1f} ms", f"{d50 * 1000:.1f} ms p50, {direct_label}", report.ratio(i50 / d50, 1)),
+        report.Row(f"outbound latency p99 in vtdui, queued in the outbox → accepted, {n} changes",
+                   f"{i99 * 1000:.1f} ms", f"{d99 * 1000:.1f} ms p99, {direct_label}", report.ratio(i99 / d99, 1)),
+        report.Row(f"outbox worker throughput, one worker (`Emitter.run_pending`), {sent} items",
+                   f"{sent / deliver_s:.1f} items/s",
+                   f"{direct_rate:.1f} posts/s, the {len(direct)} direct `post_task` calls one after the other",
+                   report.ratio((sent / deliver_s) / direct_rate)),
+    ], {"changes": n, "pace_seconds": PACE,
+        "pipeline_ms": {"p50": round(p50 * 1000, 1), "p99": round(p99 * 1000, 1),
+                        "max": round(max(latencies) * 1000, 1)},
+        "in_vtdui_ms": {"p50": round(i50 * 1000, 1), "p99": round(i99 * 1000, 1)},
+        "direct_post_ms": {"p50": round(d50 * 1000, 1), "p99": round(d99 * 1000, 1)},
+        "direct_posts_per_s": round(direct_rate, 1),
+        "throughput": {"items": sent, "queued_by_reconciliation_s": round(enqueue_s, 3),
+                       "delivered_s": round(deliver_s, 3), "items_per_s": round(sent / deliver_s, 1)}})
+    print(f"figures in {path}")

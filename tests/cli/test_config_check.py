@@ -24,6 +24,18 @@ def test_a_valid_configuration_reports_the_certificate_validity(tmp_path: Path, 
     assert f"legal entity {EJ}" in output and "valid until" in output
 
 
+def test_the_state_database_is_named_without_its_password(tmp_path: Path, pki: Pki,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _config(tmp_path, pki)
+    code, output = _check(path)
+    assert code == 0 and "SQLite files in the state directory" in output, output
+    monkeypatch.setenv("VTDUI_DATABASE_URL", "postgresql://vtdui:s3cr3t-pw@db.example:5432/vtdui")
+    code, output = _check(path)
+    assert code == 0, output
+    assert "PostgreSQL postgresql://vtdui:***@db.example:5432/vtdui" in output
+    assert "s3cr3t-pw" not in output
+
+
 @pytest.mark.parametrize(("case", "expected"), [
     ("missing file", "does not exist; create it"),
     ("bad FINESS", "legal_entities[0].establishments[0].finess_eg"),

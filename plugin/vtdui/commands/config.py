@@ -42,6 +42,12 @@ def check(config_path: Path | None, no_certificates: bool) -> None:
     click.echo(f"  HAPI:            {cfg.hapi.base_url}")
     click.echo(f"  ViaTrajectoire:  {cfg.viatrajectoire.base_url} (token {cfg.viatrajectoire.token_url})")
     click.echo(f"  state directory: {cfg.state_dir}")
+    if cfg.database.is_postgres and cfg.database.url:
+        from vtdui.postgres import redact_url
+
+        click.echo(f"  state database:  PostgreSQL {redact_url(cfg.database.url)} (schema: `vtdui db status`)")
+    else:
+        click.echo("  state database:  SQLite files in the state directory (one process)")
     for entity in cfg.legal_entities:
         cert = entity.p12_file or entity.cert_file
         click.echo(f"  legal entity {entity.finess_ej} {entity.name} (certificate {cert})")

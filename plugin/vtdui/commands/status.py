@@ -148,10 +148,11 @@ def status(config_path: Path | None, as_json: bool) -> None:
         return
     console = Console()
     table = Table(title="establishments: seconds since the last poll (flux 1, 5), until the next, kept aside, outbox",
-                  caption="waiting: flux-5 statuses waiting for their decision; oldest: age of the oldest unsent item")
-    for column in ("FINESS EG", "flux 1", "flux 5", "next poll", "poll failures", "quarantine", "waiting", "unsent",
-                   "failed", "oldest"):
-        table.add_column(column, justify="left" if column == "FINESS EG" else "right", no_wrap=True)
+                  caption="fails: failed polls in a row; kept: documents in quarantine; wait: flux-5 statuses waiting "
+                          "for their decision; oldest: age of the oldest unsent item (s)")
+    table.add_column("FINESS EG", no_wrap=True, min_width=9)
+    for column in ("flux 1", "flux 5", "next", "fails", "kept", "wait", "unsent", "failed", "oldest"):
+        table.add_column(column, justify="right")  # headers wrap on a narrow terminal, the FINESS never
     for e in data["establishments"]:
         next_poll = "now" if e["polling_by"] else _dash(e["next_poll_in_seconds"])
         table.add_row(e["finess_eg"], _dash(e["flux1_last_success_age_seconds"]),

@@ -19,7 +19,7 @@ from typing import Any
 
 from vtdui.errors import VtduiError
 from vtdui.exchanges import ExchangeLog, LatencyStats, StoredExchange
-from vtdui.migrations import require_current
+from vtdui.migrations import open_current
 from vtdui.postgres import Database, redact_url
 
 __all__ = ["PostgresExchangeLog"]
@@ -48,15 +48,7 @@ class PostgresExchangeLog(ExchangeLog):
     def __init__(self, url: str, current_item: Callable[[], Any] | None = None, *, pool_size: int = 5,
                  worker: str | None = None, database: Database | None = None) -> None:
         # not ExchangeLog.__init__: no SQLite file
-        self._own = database is None
-        self.pg = database if database is not None else Database(url, pool_size)
-        try:
-            with self.pg.transaction() as conn:
-                require_current(conn)
-        except BaseException:
-            if self._own:
-                self.pg.close()
-            raise
+        self.pg, self._own, _ = open_current(url, pool_size, database)
         self._lock = threading.Lock()
         self._current_item = current_item
         self.latency: dict[tuple[str, str], LatencyStats] = {}

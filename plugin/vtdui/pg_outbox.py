@@ -35,7 +35,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.types.json import Json
 
-from vtdui.migrations import require_current
+from vtdui.migrations import open_current
 from vtdui.outbox import ItemState, NewItem, OutboxBackend, OutboxError, OutboxItem
 from vtdui.postgres import Database, redact_url
 
@@ -87,15 +87,7 @@ class PostgresOutboxBackend(OutboxBackend):
     """
 
     def __init__(self, url: str, *, pool_size: int = 5, database: Database | None = None) -> None:
-        self._own = database is None
-        self.db = database if database is not None else Database(url, pool_size)
-        try:
-            with self.db.transaction() as conn:
-                require_current(conn)
-        except BaseException:
-            if self._own:
-                self.db.close()
-            raise
+        self.db, self._own, _ = open_current(url, pool_size, database)
 
     def __repr__(self) -> str:
         return f"PostgresOutboxBackend({redact_url(self.db.url)!r})"

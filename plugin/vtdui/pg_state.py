@@ -15,7 +15,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from vtdui.migrations import require_current
+from vtdui.migrations import open_current
 from vtdui.postgres import Database, redact_url
 from vtdui.state import Cursor, PendingStatus, QuarantineItem
 
@@ -40,15 +40,7 @@ class PostgresStateStore:
     """
 
     def __init__(self, url: str, *, pool_size: int = 5, database: Database | None = None) -> None:
-        self._own = database is None
-        self.db = database if database is not None else Database(url, pool_size)
-        try:
-            with self.db.transaction() as conn:
-                self._version = require_current(conn).current
-        except BaseException:
-            if self._own:
-                self.db.close()
-            raise
+        self.db, self._own, self._version = open_current(url, pool_size, database)
 
     def __repr__(self) -> str:
         return f"PostgresStateStore({redact_url(self.db.url)!r})"

@@ -448,18 +448,9 @@ class PostgresPollSchedule:
     """
 
     def __init__(self, url: str, *, pool_size: int = 2, database: Database | None = None) -> None:
-        from vtdui.migrations import require_current
-        from vtdui.postgres import Database
+        from vtdui.migrations import open_current
 
-        self._owned = database is None
-        self._db = database if database is not None else Database(url, pool_size)
-        try:
-            with self._db.transaction() as conn:
-                require_current(conn)
-        except BaseException:
-            if self._owned:
-                self._db.close()
-            raise
+        self._db, self._owned, _ = open_current(url, pool_size, database)
 
     def ensure(self, establishments: Iterable[tuple[str, str]], now: datetime, interval: float, *,
                stagger: bool = True, due_now: Collection[str] = ()) -> None:

@@ -17,13 +17,13 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from vtdui.errors import ConfigError, VtduiError
-from vtdui.postgres import connect
+from vtdui.postgres import Database, connect
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["AppliedMigration", "Migration", "MigrationError", "SchemaStatus", "available", "migrate", "require_current",
-           "schema_status"]
+__all__ = ["AppliedMigration", "Migration", "MigrationError", "SchemaStatus", "available", "migrate", "open_current",
+           "require_current", "schema_status"]
 
 #: ``pg_advisory_lock`` key of the migration runner ("vtdui-mg" in ASCII).
 LOCK_KEY = 0x767464_75692D6D67
@@ -202,3 +202,25 @@ def require_current(conn: psycopg.Connection[Any]) -> SchemaStatus:
     if state.unknown:
         raise ConfigError(_newer_message(state))
     return state
+
+
+def open_current(url: str, pool_size: int, database: Database | None = None) -> tuple[Database, bool, int]:
+    """Open a pool (or reuse ``database``) on a PostgreSQL database whose schema this vtdui can use.
+
+    Returns:
+        the pool, whether the caller owns it (and closes it), and the schema version.
+
+    Raises:
+        ConfigError: the schema is behind (run ``vtdui db migrate``) or ahead of this vtdui.
+        DatabaseUnavailableError: the server cannot be reached.
+    """
+    owned = database is None
+    db = database if database is not None else Database(url, pool_size)
+    try:
+        with db.transaction() as conn:
+            version = require_current(conn).current
+    except BaseException:
+        if owned:
+            db.close()
+        raise
+    return db, owned, version

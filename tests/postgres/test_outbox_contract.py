@@ -116,6 +116,7 @@ def test_gives_up_after_max_age(outbox_factory: Callable[..., Outbox], clock: Cl
     [failed] = box.list(states=["failed"])
     assert failed.id_nat_decision == "D1"
     assert failed.last_error is not None and failed.last_error.startswith("gave up after")
+    assert "connection refused" in failed.last_error
 
 
 def test_restart_durability_and_lease_expiry(outbox_factory: Callable[..., Outbox], clock: Clock) -> None:

@@ -41,6 +41,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -463,11 +464,15 @@ class Emitter:
                 but not started are given back untouched (pending, due now) and the call returns.
         """
         report = DeliveryReport()
-        with _LeaseKeeper(self.outbox, self.worker):
+        with ExitStack() as leases:
+            keeping = False
             while report.attempted < limit:
                 items = self.outbox.claim(self.worker, min(limit - report.attempted, CLAIM_SIZE))
                 if not items:
                     break
+                if not keeping:  # an idle round (nothing due) starts no renewal thread
+                    leases.enter_context(_LeaseKeeper(self.outbox, self.worker))
+                    keeping = True
                 for index, item in enumerate(items):
                     if should_stop is not None and should_stop():
                         for parked in items[index:]:

@@ -65,6 +65,8 @@ from vtdui.sqlite import connect, transaction
 
 __all__ = [
     "BLOCKING_STATES",
+    "JSON_COLUMNS",
+    "UPDATABLE_COLUMNS",
     "ItemState",
     "NewItem",
     "Outbox",
@@ -72,6 +74,7 @@ __all__ = [
     "OutboxError",
     "OutboxItem",
     "SQLiteOutboxBackend",
+    "check_updatable",
     "normalize_instant",
 ]
 
@@ -276,8 +279,17 @@ ORDER BY o.next_attempt_at, o.id
 LIMIT ?
 """
 
-_COLUMNS = frozenset({"state", "attempts", "next_attempt_at", "window_started_at", "sent_at", "last_error",
-                      "outcome", "response", "locked_by", "locked_until", "payload", "origin"})
+#: Columns :meth:`OutboxBackend.update` may change (every backend), and those holding JSON.
+UPDATABLE_COLUMNS = frozenset({"state", "attempts", "next_attempt_at", "window_started_at", "sent_at", "last_error",
+                               "outcome", "response", "locked_by", "locked_until", "payload", "origin"})
+JSON_COLUMNS = frozenset({"payload", "origin", "outcome", "response"})
+
+
+def check_updatable(values: Iterable[str]) -> None:
+    """Raise ValueError naming the columns of ``values`` that :meth:`OutboxBackend.update` may not change."""
+    unknown = set(values) - UPDATABLE_COLUMNS
+    if unknown:
+        raise ValueError(f"not an outbox column: {', '.join(sorted(unknown))}")
 
 
 class SQLiteOutboxBackend(OutboxBackend):
@@ -337,16 +349,14 @@ class SQLiteOutboxBackend(OutboxBackend):
 
     def update(self, item_id: int, *, now: datetime, **values: Any) -> OutboxItem:
         """See :meth:`OutboxBackend.update`."""
-        unknown = set(values) - _COLUMNS
-        if unknown:
-            raise ValueError(f"not an outbox column: {', '.join(sorted(unknown))}")
+        check_updatable(values)
         encoded: dict[str, Any] = {}
         for name, value in values.items():
             if isinstance(value, datetime):
                 value = _iso(value)
             elif isinstance(value, ItemState):
                 value = value.value
-            elif name in ("payload", "origin", "outcome", "response") and value is not None:
+            elif name in JSON_COLUMNS and value is not None:
                 value = json.dumps(value)
             encoded[name] = value
         assignments = ", ".join(f"{name} = ?" for name in encoded)

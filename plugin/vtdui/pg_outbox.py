@@ -36,7 +36,7 @@ from psycopg import sql
 from psycopg.types.json import Json
 
 from vtdui.migrations import open_current
-from vtdui.outbox import ItemState, NewItem, OutboxBackend, OutboxError, OutboxItem
+from vtdui.outbox import JSON_COLUMNS, ItemState, NewItem, OutboxBackend, OutboxError, OutboxItem, check_updatable
 from vtdui.postgres import Database, redact_url
 
 __all__ = ["PostgresOutboxBackend"]
@@ -44,9 +44,6 @@ __all__ = ["PostgresOutboxBackend"]
 _COLUMNS = ("id, kind, idempotency_key, id_nat_decision, finess_eg, sequence, source_ref, payload, origin, state, "
             "attempts, next_attempt_at, first_enqueued_at, window_started_at, updated_at, sent_at, last_error, "
             "outcome, response, locked_by, locked_until")
-_UPDATABLE = frozenset({"state", "attempts", "next_attempt_at", "window_started_at", "sent_at", "last_error",
-                        "outcome", "response", "locked_by", "locked_until", "payload", "origin"})
-_JSON_COLUMNS = frozenset({"payload", "origin", "outcome", "response"})
 
 # The head-of-decision rule (as in SQLite) plus: no other item of the decision in flight under a live lease.
 _ELIGIBLE = """
@@ -152,14 +149,12 @@ class PostgresOutboxBackend(OutboxBackend):
 
     def update(self, item_id: int, *, now: datetime, **values: Any) -> OutboxItem:
         """See :meth:`OutboxBackend.update`."""
-        unknown = set(values) - _UPDATABLE
-        if unknown:
-            raise ValueError(f"not an outbox column: {', '.join(sorted(unknown))}")
+        check_updatable(values)
         encoded: dict[str, Any] = {}
         for name, value in values.items():
             if isinstance(value, ItemState):
                 value = value.value
-            elif name in _JSON_COLUMNS:
+            elif name in JSON_COLUMNS:
                 value = _json(value)
             encoded[name] = value
         assignments = sql.SQL(", ").join(

@@ -4,22 +4,19 @@ Real components only: the session's HAPI server, the ViaTrajectoire simulator (H
 a PostgreSQL database of the session's cluster (``postgres`` fixture) shared by the workers, and
 ``vtdui db migrate`` / ``vtdui setup`` / ``vtdui run`` as subprocesses of the installed console script.
 
-When the PostgreSQL backend of the plugin is not installed (no :mod:`vtdui.storage`), :func:`postgres_backend`
-says so and the callers fall back to the SQLite default with a single worker.
+``wait_for``, ``free_port`` and ``own_profiles`` come from the outbound end-to-end helpers.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from outbound_e2e_helpers import wait_for
 
 from vtdui import sdo
 from vtdui.config import load_config
 from vtdui.mapping.worklist import set_business_status, worklist_query
 from vtdui.plugins import get_plugin_manager
-from vtdui.profiles import profiles_dir
-from vtdui.receiver import subscription_templates
 from vtdui.runtime import Runtime
 
 VTDUI = str(Path(sys.executable).with_name("vtdui"))
@@ -41,40 +37,6 @@ FHIR_HEADERS = {"Accept": "application/fhir+json", "Content-Type": "application/
 #: What HAPI answers to a save whose ``If-Match`` is not the current version: FHIR says 412, HAPI 8.8 answers
 #: 409 (HAPI-0989 "Trying to update ... but this is not the current version").
 CONFLICT = (409, 412)
-
-
-def postgres_backend() -> bool:
-    """Whether this vtdui keeps its state in PostgreSQL when ``database.url`` says so (``vtdui.storage``)."""
-    return importlib.util.find_spec("vtdui.storage") is not None
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0, pause: float = 0.3) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting {timeout:.0f}s for {what}")
-        time.sleep(pause)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-def own_profiles(target: Path, suffix: str) -> Path:
-    """A profiles directory whose Subscription ids end with ``suffix`` (HAPI 8.8 channel reuse, see
-    ``tests/e2e/outbound/conftest.py``)."""
-    (target / "subscriptions").mkdir(parents=True)
-    (target / "terminology").symlink_to(profiles_dir() / "terminology")
-    for template in subscription_templates():
-        template["id"] = f"{template['id']}{suffix}"
-        (target / "subscriptions" / f"Subscription-{template['id']}.json").write_text(json.dumps(template))
-    return target
 
 
 def _s(value: object) -> str:

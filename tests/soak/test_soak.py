@@ -37,19 +37,16 @@ from datetime import date
 from typing import Any
 
 import pytest
+from outbound_e2e_helpers import free_port, own_profiles, wait_for
 from soak_helpers import (
     CONFLICT,
     Deployment,
     Worker,
     child_env,
-    free_port,
     id_nat_of,
-    own_profiles,
-    postgres_backend,
     secrets_of,
     sensitive_values,
     status_pair,
-    wait_for,
     wind_down,
     write_config,
 )
@@ -258,8 +255,7 @@ def test_soak_two_workers_random_traffic_and_faults(hapi: Any, request: pytest.F
     tmp = tmp_path_factory.mktemp("soak")
     seed = int(os.environ.get("VTDUI_SOAK_SEED") or random.SystemRandom().randrange(1, 10**9))
     rng = random.Random(seed)
-    multi = postgres_backend()
-    database_url = request.getfixturevalue("postgres").fresh_database("soak") if multi else None
+    database_url = request.getfixturevalue("postgres").fresh_database("soak")
     sim = start_simulator(tmp / "simulator", seed=seed, n_decisions=1, port=0, admin_port=0,
                           hapi_base_url=hapi.base_url)
     workers: list[Worker] = []
@@ -284,10 +280,9 @@ def test_soak_two_workers_random_traffic_and_faults(hapi: Any, request: pytest.F
         worker_a = deployment.worker("a", port_a)
         workers.append(worker_a)
         worker_a.start()
-        if multi:
-            worker_b = deployment.worker("b", port_b)
-            workers.append(worker_b)
-            worker_b.start("--no-sync")
+        worker_b = deployment.worker("b", port_b)
+        workers.append(worker_b)
+        worker_b.start("--no-sync")
         with deployment.fhir() as client:
             wait_for(lambda: soak.check_arrivals(client),
                      "the first decisions in the work list", timeout=180, pause=1)
@@ -386,7 +381,7 @@ def test_soak_two_workers_random_traffic_and_faults(hapi: Any, request: pytest.F
         assert leaked == [], f"{len(leaked)} sensitive value(s) found in the logs of the workers"
         assert "Bearer " not in text and "access_token" not in text
         print()
-        print(f"soak (seed {seed}, {'PostgreSQL, 2 workers' if multi else 'SQLite, 1 worker (no vtdui.storage)'}): "
+        print(f"soak (seed {seed}, PostgreSQL, 2 workers): "
               f"{active:.0f} s of traffic, drained in {drain:.0f} s, {time.monotonic() - started:.0f} s in all")
         print("  " + ", ".join(f"{k}: {v}" for k, v in sorted(soak.counts.items())))
         print(f"  {total} changes delivered exactly once, in order, over {len(expected)} items; "

@@ -8,7 +8,6 @@ a given TCP connection (to kill the one blocked in a held request), and reads of
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
@@ -29,13 +28,11 @@ from outbound_e2e_helpers import (  # noqa: E402
     OutboundEnv,
     ServiceProcess,
     free_port,
+    own_profiles,
     status_key,
     wait_for,
     wind_down,
 )
-
-from vtdui.profiles import profiles_dir  # noqa: E402
-from vtdui.receiver import subscription_templates  # noqa: E402
 
 __all__ = ["CHILD_ENV", "DECISIONS_PER_TEST", "WORKER_COUNTS", "MultiEnv", "OutboundEnv", "ServiceProcess", "Worker",
            "accepted_statuses", "config_text", "decision_of", "free_port", "own_profiles", "pg", "pid_holding",
@@ -72,20 +69,6 @@ def config_text(sim: Any, state_dir: Path, host: str, port: int, public_url: str
         "", "[logging]", 'level = "INFO"', 'format = "json"',
     ]
     return "\n".join(out) + "\n"
-
-
-def own_profiles(target: Path, suffix: str) -> Path:
-    """A profiles directory whose Subscription ids end with ``suffix`` (HAPI 8.8 channel reuse: HAPI-2659).
-
-    Same as ``_profiles`` of the outbound conftest: a Subscription id turned off by another module may keep a
-    closed delivery channel in HAPI 8.8; ids of this module's own never meet it.
-    """
-    (target / "subscriptions").mkdir(parents=True)
-    (target / "terminology").symlink_to(profiles_dir() / "terminology")
-    for template in subscription_templates():
-        template["id"] = f"{template['id']}{suffix}"
-        (target / "subscriptions" / f"Subscription-{template['id']}.json").write_text(json.dumps(template))
-    return target
 
 
 @dataclass

@@ -8,7 +8,6 @@ then plays the DUI user by PUTting work-list Tasks and Consents into HAPI.
 
 from __future__ import annotations
 
-import json
 import random
 import secrets
 from collections.abc import Iterator
@@ -16,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from outbound_e2e_helpers import CHILD_ENV, OutboundEnv, ServiceProcess, free_port, wait_for, wind_down
+from outbound_e2e_helpers import CHILD_ENV, OutboundEnv, ServiceProcess, free_port, own_profiles, wait_for, wind_down
 
-from vtdui.profiles import profiles_dir
-from vtdui.receiver import subscription_templates
 from vtdui.simulator.server import start_simulator
 
-#: Suffix of this module's Subscription ids (see ``_profiles``).
+#: Suffix of this module's Subscription ids (see ``own_profiles``).
 SUFFIX = "-e2e"
 
 #: Decisions created before the first inbound cycle, by name (the establishment is chosen in ``env``).
@@ -51,27 +48,12 @@ def _config_text(sim: Any, state_dir: Path, host: str, port: int, public_url: st
     return "\n".join(out) + "\n"
 
 
-def _profiles(target: Path, suffix: str) -> Path:
-    """A profiles directory whose Subscription templates have ids of their own (``vtdui-…-e2e<seed>``).
-
-    HAPI 8.8 leaves a Subscription's delivery channel closed when it is turned off or deleted while deliveries
-    are queued; the same id installed again by a later test module would then never deliver (HAPI-2659). Ids
-    of its own keep this module's Subscriptions apart from the other modules'.
-    """
-    (target / "subscriptions").mkdir(parents=True)
-    (target / "terminology").symlink_to(profiles_dir() / "terminology")
-    for template in subscription_templates():
-        template["id"] = f"{template['id']}{suffix}"
-        (target / "subscriptions" / f"Subscription-{template['id']}.json").write_text(json.dumps(template))
-    return target
-
-
 @pytest.fixture(scope="module")
 def env(hapi: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OutboundEnv, dict[str, dict[str, Any]]]]:
     """The simulator, the decisions of the tests, the configuration, and `vtdui setup` done."""
     tmp = tmp_path_factory.mktemp("outbound-e2e")
     seed = random.SystemRandom().randrange(1, 10**9)
-    CHILD_ENV["VTDUI_PROFILES_DIR"] = str(_profiles(tmp / "profiles", f"{SUFFIX}{seed}"))
+    CHILD_ENV["VTDUI_PROFILES_DIR"] = str(own_profiles(tmp / "profiles", f"{SUFFIX}{seed}"))
     sim = start_simulator(tmp / "simulator", seed=seed, n_decisions=1, port=0, admin_port=0,
                           hapi_base_url=hapi.base_url)
     try:

@@ -7,6 +7,7 @@ Nothing is mocked: HAPI (the session's JPA server with REST-hook Subscriptions),
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import socket
@@ -24,6 +25,8 @@ import httpx
 from vtdui import sdo
 from vtdui.mapping.worklist import set_business_status, set_input, worklist_query
 from vtdui.outbox import Outbox, OutboxItem
+from vtdui.profiles import profiles_dir
+from vtdui.receiver import subscription_templates
 
 VTDUI = str(Path(sys.executable).parent / "vtdui")
 #: Environment of the `vtdui` subprocesses (the conftest points VTDUI_PROFILES_DIR to this module's profiles).
@@ -43,7 +46,22 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0, pau
         time.sleep(pause)
 
 
-def free_port(host: str) -> int:
+def own_profiles(target: Path, suffix: str) -> Path:
+    """A profiles directory whose Subscription templates have ids of their own (``vtdui-…<suffix>``).
+
+    HAPI 8.8 leaves a Subscription's delivery channel closed when it is turned off or deleted while deliveries
+    are queued; the same id installed again by a later test module would then never deliver (HAPI-2659). Ids
+    of its own keep a module's Subscriptions apart from the other modules'.
+    """
+    (target / "subscriptions").mkdir(parents=True)
+    (target / "terminology").symlink_to(profiles_dir() / "terminology")
+    for template in subscription_templates():
+        template["id"] = f"{template['id']}{suffix}"
+        (target / "subscriptions" / f"Subscription-{template['id']}.json").write_text(json.dumps(template))
+    return target
+
+
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])

@@ -124,3 +124,31 @@ def test_unknown_establishment_lookup(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, _valid(tmp_path)), env={"VT_SECRET": "x"})
     with pytest.raises(ConfigError, match="not configured"):
         config.establishment("999999999")
+
+
+def test_database_url_from_file_env_or_secret_and_mistakes_named(tmp_path: Path) -> None:
+    config = tmp_path / "vtdui.toml"
+    config.write_text('[database]\nurl = "env:PG_URL"\npool_size = 3\n')
+    loaded = load_config(config, env={"PG_URL": "postgresql://vtdui:pw@db:5432/vtdui"})
+    assert loaded.database.is_postgres and loaded.database.pool_size == 3
+    assert "pw" not in repr(loaded.database)  # the URL (and its password) is kept out of reprs
+    assert load_config(config, env={"PG_URL": "x", "VTDUI_DATABASE_URL": "postgresql://h/d"}).database.url \
+        == "postgresql://h/d"
+    config.write_text("[sync]\ninterval_seconds = 3600\n")
+    assert load_config(config, env={}).database.url is None  # no [database]: SQLite in state_dir
+    config.write_text('[database]\nurl = "mysql://db/vtdui"\npool_size = 0\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, env={})
+    message = str(caught.value)
+    assert "database.url" in message and "postgresql://" in message
+    assert "database.pool_size" in message
+
+
+def test_polling_concurrency_settings_are_checked(tmp_path: Path) -> None:
+    config = tmp_path / "vtdui.toml"
+    config.write_text("[sync]\nmax_concurrent = 0\nmax_concurrent_per_entity = 0\nlease_seconds = -1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, env={})
+    message = str(caught.value)
+    for key in ("sync.max_concurrent", "sync.max_concurrent_per_entity", "sync.lease_seconds"):
+        assert key in message

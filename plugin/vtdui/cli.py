@@ -76,7 +76,8 @@ def _register_plugin_commands() -> None:
     from vtdui.plugins import get_plugin_manager
 
     hooks_dir = Path(os.environ.get("VTDUI_HOOKS_DIR", "hooks"))
-    pm = get_plugin_manager(hooks_dir)
+    # VTDUI_PLUGINS names are checked by the command itself, against the configured hooks directory
+    pm = get_plugin_manager(hooks_dir, check_names=False)
     pm.hook.register_commands(cli=cli)
 
 

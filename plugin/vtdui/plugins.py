@@ -8,12 +8,14 @@ Loading order (later plugins are called first by pluggy, and built-ins are ``try
    ``test_`` are skipped).
 
 ``VTDUI_PLUGINS`` (comma-separated plugin names) restricts what loads from 2 and 3, and an empty value
-loads none of them. After loading, ``check_pending()`` makes a misspelt hook name fail loudly.
+loads none of them; a name that is neither an installed entry point nor a file of the hooks directory
+stops the start with the known names. After loading, ``check_pending()`` makes a misspelt hook name fail loudly.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -26,7 +28,8 @@ import pluggy
 from vtdui import PROJECT_NAME, hookspecs
 from vtdui.errors import ConfigError
 
-__all__ = ["BUILTIN_PLUGINS", "PluginInfo", "describe_plugins", "get_plugin_manager", "load_hooks_dir"]
+__all__ = ["BUILTIN_PLUGINS", "PluginInfo", "describe_plugins", "get_plugin_manager", "known_plugins",
+           "load_hooks_dir"]
 
 #: modules holding the default behaviour, registered as ordinary plugins
 BUILTIN_PLUGINS: tuple[str, ...] = ("vtdui.mapping.builtin", "vtdui.builders")
@@ -40,6 +43,8 @@ class PluginInfo:
     origin: str  # "builtin", "entrypoint" or "hooks-dir"
     hooks: tuple[str, ...]
     location: str | None
+    #: the hooks of ``hooks`` this plugin implements as a wrapper (``@hookimpl(wrapper=True)``)
+    wrappers: tuple[str, ...] = ()
 
 
 def _allowed(env: dict[str, str] | os._Environ[str]) -> set[str] | None:
@@ -96,7 +101,8 @@ def _import_file(path: Path, module_name: str) -> ModuleType:
 
 
 def get_plugin_manager(hooks_dir: Path | None = Path("hooks"), *, load_entrypoints: bool = True,
-                       extra: tuple[object, ...] = (), builtins: bool = True) -> pluggy.PluginManager:
+                       extra: tuple[object, ...] = (), builtins: bool = True,
+                       check_names: bool = True) -> pluggy.PluginManager:
     """Build a plugin manager with built-ins, entry points, the hooks directory and ``extra`` plugins.
 
     Args:
@@ -104,10 +110,12 @@ def get_plugin_manager(hooks_dir: Path | None = Path("hooks"), *, load_entrypoin
         load_entrypoints: load distributions registered under the ``vtdui`` entry-point group.
         extra: plugin objects registered last (tests, embedding applications).
         builtins: register :data:`BUILTIN_PLUGINS` (turn off to replace the default behaviour wholesale).
+        check_names: fail when ``VTDUI_PLUGINS`` names a plugin that is neither an installed entry point
+            nor a file of ``hooks_dir`` (off only where the hooks directory is not the configured one yet).
 
     Raises:
-        ConfigError: a plugin failed to import, or implements a hook that does not exist / with
-            arguments the specification does not have.
+        ConfigError: a plugin failed to import, implements a hook that does not exist / with arguments
+            the specification does not have, or ``VTDUI_PLUGINS`` names an unknown plugin.
     """
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
@@ -122,13 +130,34 @@ def get_plugin_manager(hooks_dir: Path | None = Path("hooks"), *, load_entrypoin
                 pm.load_setuptools_entrypoints(PROJECT_NAME, name=name)
     if hooks_dir is not None:
         load_hooks_dir(pm, hooks_dir, allowed)
+    if allowed and check_names:
+        _check_allowed(allowed, hooks_dir)
     for plugin in extra:
-        _register(pm, plugin)
+        if not pm.is_registered(plugin):  # already loaded from its entry point or the hooks directory
+            _register(pm, plugin)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise ConfigError(f"plugin {exc.plugin!r} is invalid: {exc}") from exc
     return pm
+
+
+def known_plugins(hooks_dir: Path | None) -> list[str]:
+    """Names ``VTDUI_PLUGINS`` may list: installed entry points of group ``vtdui`` and hook files of ``hooks_dir``."""
+    names = {ep.name for ep in importlib.metadata.entry_points(group=PROJECT_NAME)}
+    if hooks_dir is not None and hooks_dir.is_dir():
+        names.update(path.stem for path in hooks_dir.glob("*.py")
+                     if not path.name.startswith(("_", "test_")) and path.name != "conftest.py")
+    return sorted(names)
+
+
+def _check_allowed(allowed: set[str], hooks_dir: Path | None) -> None:
+    """A name of ``VTDUI_PLUGINS`` that is no plugin stops the start (a typo would silently run without it)."""
+    known = known_plugins(hooks_dir)
+    unknown = sorted(name for name in allowed if name.removeprefix("hooks-dir:") not in known)
+    if unknown:
+        raise ConfigError(f"VTDUI_PLUGINS names unknown plugin(s): {', '.join(unknown)}; "
+                          f"known plugins: {', '.join(known) or 'none installed'}")
 
 
 def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
@@ -138,7 +167,10 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
-        hooks = tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or []))
+        callers = pm.get_hookcallers(plugin) or []
+        hooks = tuple(sorted(caller.name for caller in callers))
+        wrappers = tuple(sorted(caller.name for caller in callers for impl in caller.get_hookimpls()
+                                if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper)))
         if name.startswith("builtin:"):
             origin = "builtin"
         elif id(plugin) in dists:
@@ -148,5 +180,5 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
         else:
             origin = "registered"
         infos.append(PluginInfo(name=name, origin=origin, hooks=hooks,
-                                location=getattr(plugin, "__file__", None)))
+                                location=getattr(plugin, "__file__", None), wrappers=wrappers))
     return infos

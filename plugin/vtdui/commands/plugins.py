@@ -26,6 +26,7 @@ def plugins(config_path: Path | None, as_json: bool) -> None:
         return
     for info in infos:
         click.echo(f"{info.name}  [{info.origin}]")
-        click.echo(f"    hooks: {', '.join(info.hooks) or '-'}")
+        hooks = [f"{hook} (wrapper)" if hook in info.wrappers else hook for hook in info.hooks]
+        click.echo(f"    hooks: {', '.join(hooks) or '-'}")
         if info.location:
             click.echo(f"    file:  {info.location}")

@@ -145,6 +145,12 @@ def hapi(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         hapi_server.stop(state_dir=state_dir)
 
 
+@pytest.fixture(scope="session")
+def vtdui_hapi(hapi: HapiTarget) -> str:
+    """The testing kit's HAPI fixture (``vtdui.testing``) is this session's server: one JVM per run."""
+    return hapi.base_url
+
+
 def _launcher_on_postgres(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                           callback: str | None) -> Iterator[HapiTarget]:
     """The launcher on a database ``hapi`` of the session's PostgreSQL server (fixture ``postgres``)."""

@@ -4,9 +4,20 @@
 an outbox item, and that delivers outbox items::
 
     enqueue_change / enqueue_consent            (receiver, reconciliation)
-        detect ─▶ build_esms_task | build_esms_consent ─▶ conformance ─▶ outbox (pending | failed)
+        detect ─▶ build_esms_task | build_esms_consent ─▶ conformance ─▶ outbox pending
+                                                                     └─▶ outbox failed ─▶ on_send_error
     run_pending                                 (worker loop, ``vtdui outbox run``)
-        claim ─▶ before_send ─▶ conformance ─▶ POST ─▶ after_send | on_send_error ─▶ audit
+        claim ─▶ conformance ─▶ before_send ─▶ conformance ─▶ POST ─▶ after_send | on_send_error ─▶ audit
+
+Failure model of the outbound hooks (each failure fires ``on_send_error`` once, with the error):
+
+* the built resource breaks IG rules: :class:`~vtdui.errors.ConformanceError` with ``culprit="build"``,
+  when it is built and again if an operator retries it unchanged; ``before_send`` never sees it;
+* a ``before_send`` implementation breaks a conformant resource (or raises): ``culprit="before_send"``
+  (the message names the plugins implementing it);
+* ViaTrajectoire refuses it: :class:`~vtdui.errors.RemoteError` with its OperationOutcome (no local rule
+  was broken);
+* passing faults past ``retry.max_age_seconds``: the last :class:`~vtdui.errors.RetriableError`.
 
 Where the DUI user sees a refusal: the plugin adds a ``Task.note`` to the work-list Task (author
 ``vtdui``, the broken rule or ViaTrajectoire's message), written with ``meta.source`` =
@@ -380,7 +391,7 @@ class Emitter:
                            source_ref=f"Task/{current.get('id')}",
                            origin={"change": change_to_dict(change), **({"via": via} if via else {})})
             violations = check_esms_task(task, expected_struct=establishment.id_nat_struct)
-            items.append(self._enqueue_checked(item, violations, "ESMSTask"))
+            items.append(self._enqueue_checked(item, violations, "ESMSTask", context))
         return items
 
     def enqueue_consent(self, current: dict[str, Any], previous: dict[str, Any] | None = None, *,
@@ -423,7 +434,7 @@ class Emitter:
                        origin={"consent": reference_of(current), **({"via": via} if via else {})})
         violations = check_esms_consent(built, expected_struct=establishment.id_nat_struct,
                                         expected_decision=id_nat)
-        return [self._enqueue_checked(item, violations, "ESMSConsent")]
+        return [self._enqueue_checked(item, violations, "ESMSConsent", context)]
 
     def _only_establishment_of(self, id_nat: str) -> str | None:
         """The configured establishment holding the decision in its work list, when there is exactly one."""
@@ -437,16 +448,22 @@ class Emitter:
                 log.warning("cannot search the work list of %s: %s", establishment.finess_eg, exc)
         return holders[0] if len(holders) == 1 else None
 
-    def _enqueue_checked(self, item: NewItem, violations: list[RuleViolation], what: str) -> OutboxItem:
+    def _enqueue_checked(self, item: NewItem, violations: list[RuleViolation], what: str,
+                         context: OutboundContext) -> OutboxItem:
         if has_errors(violations):
             reason = _violations_text(violations)
+            hook = "build_esms_consent" if item.kind == "consent" else "build_esms_task"
+            error = ConformanceError(f"{what} not sent: the resource built by {hook} breaks IG rules",
+                                     violations, culprit="build")
             stored, created = self.outbox.enqueue_failed(
-                item, f"{what} not sent, it breaks IG rules: {reason}", to_operation_outcome(violations))
+                item, f"{what} not sent, the {hook} result breaks IG rules: {reason}",
+                to_operation_outcome(violations))
             if created:
                 log.warning("%s for %s kept as failed item %d: %s", what, item.source_ref, stored.id, reason)
                 self._note(item.source_ref, f"Statut non transmis à ViaTrajectoire (règles de l'IG non "
                                             f"respectées) : {reason}")
                 self._audit(stored, outcome="8", description=f"refused before sending: {reason}")
+                self._send_error(stored, error, context, item.payload)
             return stored
         stored, created = self.outbox.enqueue(item)
         if created:
@@ -491,18 +508,26 @@ class Emitter:
         entity, establishment = found
         context = OutboundContext(config=self.config, legal_entity=entity, establishment=establishment)
         resource = copy.deepcopy(item.payload)
+        built = self._violations(item, resource, establishment)
+        if has_errors(built):  # before_send sees conformant resources only: a broken build fails here
+            hook = "build_esms_consent" if item.kind == "consent" else "build_esms_task"
+            error = ConformanceError(f"{item.kind} item {item.id}: the resource built by {hook} breaks IG rules; "
+                                     f"before_send was not called", built, culprit="build")
+            self._fail(item, report, error, to_operation_outcome(built), context, resource,
+                       note=f"Statut non transmis à ViaTrajectoire (règles de l'IG non respectées) : "
+                            f"{_violations_text(built)}")
+            return
         try:
             self.pm.hook.before_send(resource=resource, flux=item.flux, context=context)
         except Exception as exc:  # a plugin's bug must not lose the item: it is kept, failed, with the reason
             self._fail(item, report, VtduiError(f"a before_send hook failed: {type(exc).__name__}: {exc}"), None,
                        context, resource)
             return
-        violations = (check_esms_consent(resource, expected_struct=establishment.id_nat_struct,
-                                         expected_decision=item.id_nat_decision)
-                      if item.kind == "consent" else
-                      check_esms_task(resource, expected_struct=establishment.id_nat_struct))
+        violations = self._violations(item, resource, establishment)
         if has_errors(violations):
-            error = ConformanceError(f"{item.kind} item {item.id} breaks IG rules after before_send", violations)
+            error = ConformanceError(f"{item.kind} item {item.id}: a before_send implementation ("
+                                     f"{', '.join(self._implementers('before_send')) or '?'}) made the conformant "
+                                     f"resource break IG rules", violations, culprit="before_send")
             self._fail(item, report, error, to_operation_outcome(violations), context, resource,
                        note=f"Statut non transmis à ViaTrajectoire (règles de l'IG non respectées) : "
                             f"{_violations_text(violations)}")
@@ -566,6 +591,25 @@ class Emitter:
         finally:
             CURRENT_ITEM.reset(token)
 
+    @staticmethod
+    def _violations(item: OutboxItem, resource: dict[str, Any], establishment: Establishment) -> list[RuleViolation]:
+        if item.kind == "consent":
+            return check_esms_consent(resource, expected_struct=establishment.id_nat_struct,
+                                      expected_decision=item.id_nat_decision)
+        return check_esms_task(resource, expected_struct=establishment.id_nat_struct)
+
+    def _implementers(self, hook: str) -> list[str]:
+        """Names of the plugins implementing ``hook`` (to name who may have broken a rule)."""
+        caller = getattr(self.pm.hook, hook)
+        return [self.pm.get_name(impl.plugin) or impl.plugin_name for impl in caller.get_hookimpls()]
+
+    def _send_error(self, item: OutboxItem, error: VtduiError, context: OutboundContext,
+                    resource: dict[str, Any] | None) -> None:
+        try:
+            self.pm.hook.on_send_error(resource=resource or item.payload, error=error, flux=item.flux, context=context)
+        except Exception:  # an observer's failure must not change the item's fate
+            log.exception("an on_send_error hook failed for outbox item %d", item.id)
+
     def _fail(self, item: OutboxItem, report: DeliveryReport, error: VtduiError, outcome: dict[str, Any] | None,
               context: OutboundContext | None = None, resource: dict[str, Any] | None = None, *,
               note: str | None = None) -> None:
@@ -580,11 +624,7 @@ class Emitter:
         self._audit(item, outcome="8", description=str(error))
         self._note(item.source_ref, note or f"Statut non transmis à ViaTrajectoire : {error}")
         if context is not None:
-            try:
-                self.pm.hook.on_send_error(resource=resource or item.payload, error=error, flux=item.flux,
-                                           context=context)
-            except Exception:
-                log.exception("an on_send_error hook failed for outbox item %d", item.id)
+            self._send_error(item, error, context, resource)
 
     # -- operator -------------------------------------------------------------------------------------------
 

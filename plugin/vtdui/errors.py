@@ -111,11 +111,18 @@ class RuleViolation:
 
 
 class ConformanceError(VtduiError):
-    """A resource breaks IG rules; ``violations`` lists each one."""
+    """A resource breaks IG rules; ``violations`` lists each one.
 
-    def __init__(self, message: str, violations: Sequence[RuleViolation]) -> None:
+    Attributes:
+        culprit: who broke the rules, when vtdui knows: ``"build"`` (the ``build_esms_*`` implementation
+            that produced the resource), ``"before_send"`` (a ``before_send`` implementation changed a
+            conformant resource into a broken one), or ``None``.
+    """
+
+    def __init__(self, message: str, violations: Sequence[RuleViolation], *, culprit: str | None = None) -> None:
         super().__init__(message + "".join(f"\n  - {v}" for v in violations))
         self.violations = list(violations)
+        self.culprit = culprit
 
 
 class DocumentError(VtduiError):

@@ -491,10 +491,17 @@ class SyncEngine:
     def _reject(self, context: InboundContext, report: EstablishmentReport, *, flux: str, vt_id: str,
                 last_updated: str | None, reason: str, message: str, raw: bytes | None) -> None:
         eg = context.establishment.finess_eg
+        # on_document_rejected fires once per document and reason: a document still refused for the same
+        # reason when a later cycle retries it is not reported again (a success resolves the entry, and a
+        # new reason is news)
+        reported = any(q.vt_id == vt_id and q.finess_eg == eg and q.reason == reason
+                       for q in self.state.quarantined())
         item = self.state.quarantine(finess_eg=eg, flux=flux, vt_id=vt_id, last_updated=last_updated,
                                      reason=reason, message=message, raw=raw)
         report.quarantined += 1
         log.warning("flux %s document %s for %s quarantined: %s", flux, vt_id, eg, reason)
+        if reported:
+            return
         rejected = RejectedDocument(key=item.key, reason=reason, message=message, path=item.path or "")
         try:
             self.pm.hook.on_document_rejected(rejected=rejected, context=context)

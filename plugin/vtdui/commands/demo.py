@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 import httpx
+import pluggy
 from rich.console import Console
 from rich.table import Table
 
@@ -32,6 +33,7 @@ from vtdui import hapi_server, sdo
 from vtdui.config import load_config
 from vtdui.errors import VtduiError
 from vtdui.logs import setup_logging
+from vtdui.plugins import describe_plugins
 from vtdui.runtime import Runtime
 from vtdui.sync import SyncReport
 
@@ -142,6 +144,7 @@ def demo(directory: Path, decisions: int, port: int, memory: str, keep_running: 
         console.print(f"  DUI configuration written to {sim.config_path}")
         config = load_config(sim.config_path, env={"FHIR_BASE_URL": info.base_url})
         with Runtime(config) as runtime:
+            console.print(f"  plugins: {plugins_line(runtime.pm)}")
             _round_trip(runtime, sim.admin_url, console)
         if keep_running:
             console.rule("servers left running")
@@ -154,6 +157,11 @@ def demo(directory: Path, decisions: int, port: int, memory: str, keep_running: 
             sim.stop()
         hapi_server.stop(state_dir=hapi_run)
     console.print(f"Done. Everything is in {directory} (run again to start from the same data).")
+
+
+def plugins_line(pm: pluggy.PluginManager) -> str:
+    """The loaded plugins in one line: each name with its origin (what ``vtdui plugins`` details)."""
+    return ", ".join(f"{info.name} [{info.origin}]" for info in describe_plugins(pm))
 
 
 def _start_progress(console: Console) -> Callable[[str], None]:

@@ -25,11 +25,12 @@ would serve them.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,9 @@ from vtdui.cda.records import DecisionDocument, EvaluationDocument
 from vtdui.config import Config, Establishment, HapiSettings, LegalEntity, RorUnit
 from vtdui.hookcontext import InboundContext, OutboundContext, StatusChange
 from vtdui.mapping import worklist
+from vtdui.outbox import OutboxItem
 from vtdui.plugins import get_plugin_manager
+from vtdui.runtime import Runtime
 from vtdui.simulator.dataset import Dataset
 from vtdui.simulator.server import RunningSimulator, start_simulator
 
@@ -62,6 +65,7 @@ __all__ = [
     "sample_evaluation",
     "sample_evaluation_cda",
     "status_change",
+    "user_saves",
     "worklist_task",
 ]
 
@@ -208,6 +212,30 @@ def worklist_task(entries: Iterable[Mapping[str, Any]] | None) -> dict[str, Any]
         if isinstance(resource, dict) and worklist.is_worklist_task(resource):
             return resource
     raise LookupError("no work-list Task among the entries")
+
+
+def user_saves(runtime: Runtime, task: Mapping[str, Any], statut_esms: str, motif_esms: str | None = None,
+               when: date | None = None) -> list[OutboxItem]:
+    """Save a work-list Task in HAPI as a DUI user would after setting its ESMS status; enqueue the change.
+
+    The local model keeps the ESMS status in ``businessStatus`` (TRE_R357) and its reason in
+    ``statusReason`` (TRE_R358). In production HAPI's REST hook hands the new version to vtdui's
+    receiver; here it is handed over directly (:meth:`vtdui.emit.Emitter.enqueue_resource`), so a test
+    needs no receiver. ``runtime.emitter.run_pending()`` then delivers.
+
+    Returns:
+        The outbox items of the change (pending, or failed when the built ESMSTask breaks the IG rules).
+    """
+    changed = copy.deepcopy(dict(task))
+    changed.setdefault("meta", {}).pop("source", None)  # the user's change, not the plugin's own write
+    changed["businessStatus"] = {"coding": [{"system": sdo.TRE_R357, "code": statut_esms}]}
+    if motif_esms is not None:
+        changed["statusReason"] = {"coding": [{"system": sdo.TRE_R358, "code": motif_esms}]}
+    else:
+        changed.pop("statusReason", None)
+    changed["lastModified"] = (when or datetime.now(UTC).date()).isoformat()
+    saved = runtime.store.update(changed, if_match=str(task["meta"]["versionId"]))
+    return runtime.emitter.enqueue_resource(saved, via="test")
 
 
 def hapi_base_url() -> str | None:

@@ -17,8 +17,9 @@ Inbound (ViaTrajectoire → HAPI)::
 
 Outbound (HAPI change → ViaTrajectoire)::
 
-    work-list Task changed ─▶ build_esms_task ─▶ conformance ─▶ before_send ─▶ POST ─▶ after_send | on_send_error
-    Consent recorded ─────▶ build_esms_consent ─▶ conformance ─▶ before_send ─▶ POST ─▶ after_send | on_send_error
+    work-list Task changed ─▶ build_esms_task ─▶ conformance ─▶ before_send ─▶ conformance ─▶ POST ─▶ after_send
+    Consent recorded ─────▶ build_esms_consent ─▶ conformance ─▶ before_send ─▶ conformance ─▶ POST ─▶ after_send
+    any failure on the way (broken build, broken by before_send, refused, retries given up) ─▶ on_send_error
 """
 
 from __future__ import annotations
@@ -111,7 +112,9 @@ def on_document_rejected(rejected: RejectedDocument, context: InboundContext) ->
     """Observe a document that was kept aside (quarantined) instead of being stored.
 
     Fires when a CDA is malformed, hostile or incomplete, or when its mapping failed. The document is
-    already saved in the quarantine with its reason; use this to alert someone.
+    already saved in the quarantine with its reason; use this to alert someone. Fires once per document
+    and reason: later cycles that retry it and fail the same way do not fire again; a new reason, or a
+    failure after the document was stored since, does.
     """
 
 
@@ -142,8 +145,10 @@ def build_esms_consent(consent: dict[str, Any], context: OutboundContext) -> dic
 def before_send(resource: dict[str, Any], flux: str, context: OutboundContext) -> None:
     """Amend or inspect a conformant resource just before it is POSTed to ViaTrajectoire.
 
-    ``flux`` is ``"2"`` (Consent) or ``"4"`` (Task). Implementations may mutate ``resource``; the
-    conformance check runs again after this hook so it can never send a broken resource.
+    ``flux`` is ``"2"`` (Consent) or ``"4"`` (Task). Only conformant resources reach this hook (a build
+    breaking the IG rules fails before it). Implementations may mutate ``resource``; the conformance
+    check runs again after this hook, so it can never send a broken resource, and a resource broken
+    here fails with a :class:`~vtdui.errors.ConformanceError` whose ``culprit`` is ``"before_send"``.
     """
 
 
@@ -154,7 +159,14 @@ def after_send(resource: dict[str, Any], response: dict[str, Any], flux: str, co
 
 @hookspec
 def on_send_error(resource: dict[str, Any], error: VtduiError, flux: str, context: OutboundContext) -> None:
-    """Observe a failed emission: refused by ViaTrajectoire, non-conformant, or given up after retries."""
+    """Observe a failed emission; fires once per failure.
+
+    ``error`` says what failed: a :class:`~vtdui.errors.ConformanceError` for a resource breaking the IG
+    rules (``culprit`` ``"build"``: the ``build_esms_*`` result, reported when it is built; ``"before_send"``:
+    a ``before_send`` implementation broke it), a :class:`~vtdui.errors.RemoteError` for a refusal by
+    ViaTrajectoire, a :class:`~vtdui.errors.RetriableError` for passing faults past
+    ``retry.max_age_seconds``, a plain :class:`~vtdui.errors.VtduiError` when a ``before_send`` raised.
+    """
 
 
 # ---------------------------------------------------------------------------------------------------

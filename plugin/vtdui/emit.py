@@ -660,8 +660,14 @@ class Emitter:
                                             expected_decision=item.id_nat_decision)
         if rebuilt is None or has_errors(violations):
             reason = _violations_text(violations) or "no build hook produced a resource"
-            return self.outbox.mark_failed(item, f"still not sendable after rebuild: {reason}",
-                                           to_operation_outcome(violations))
+            failed = self.outbox.mark_failed(item, f"still not sendable after rebuild: {reason}",
+                                             to_operation_outcome(violations))
+            if rebuilt is not None:  # the same failure model as a first build: the builder is named
+                hook = "build_esms_consent" if item.kind == "consent" else "build_esms_task"
+                self._send_error(failed, ConformanceError(f"{item.kind} item {item.id}: the resource rebuilt by "
+                                                          f"{hook} still breaks IG rules", violations,
+                                                          culprit="build"), context, rebuilt)
+            return failed
         return self.outbox.retry(item_id, payload=rebuilt)
 
     def list_audit(self, source_ref: str | None = None, count: int = 100) -> list[dict[str, Any]]:

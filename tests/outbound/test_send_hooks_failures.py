@@ -167,6 +167,11 @@ def test_a_build_breaking_the_ig_rules_fires_on_send_error_and_never_reaches_bef
     assert env.recorder.before == []
     assert [e.culprit for e in env.recorder.errors if isinstance(e, ConformanceError)] == ["build", "build"]
     assert "before_send was not called" in str(env.recorder.errors[-1])
+    # rebuilt from the (unchanged) local Task: still broken, the builder is named again
+    assert env.emitter.rebuild(item.id).state is ItemState.FAILED
+    assert [e.culprit for e in env.recorder.errors if isinstance(e, ConformanceError)] == ["build"] * 3
+    assert "rebuilt by build_esms_task" in str(env.recorder.errors[-1])
+    assert env.recorder.before == []
     assert env.received(id_nat) == []
 
 

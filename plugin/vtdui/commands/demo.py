@@ -144,7 +144,9 @@ def demo(directory: Path, decisions: int, port: int, memory: str, keep_running: 
         console.print(f"  DUI configuration written to {sim.config_path}")
         config = load_config(sim.config_path, env={"FHIR_BASE_URL": info.base_url})
         with Runtime(config) as runtime:
-            console.print(f"  plugins: {plugins_line(runtime.pm)}")
+            console.print("  plugins loaded:")
+            for line in plugin_lines(runtime.pm):
+                console.print(f"    {line}", markup=False, highlight=False)
             _round_trip(runtime, sim.admin_url, console)
         if keep_running:
             console.rule("servers left running")
@@ -159,9 +161,9 @@ def demo(directory: Path, decisions: int, port: int, memory: str, keep_running: 
     console.print(f"Done. Everything is in {directory} (run again to start from the same data).")
 
 
-def plugins_line(pm: pluggy.PluginManager) -> str:
-    """The loaded plugins in one line: each name with its origin (what ``vtdui plugins`` details)."""
-    return ", ".join(f"{info.name} [{info.origin}]" for info in describe_plugins(pm))
+def plugin_lines(pm: pluggy.PluginManager) -> list[str]:
+    """The loaded plugins, one line each: name and origin (what ``vtdui plugins`` details)."""
+    return [f"{info.name} ({info.origin})" for info in describe_plugins(pm)]
 
 
 def _start_progress(console: Console) -> Callable[[str], None]:

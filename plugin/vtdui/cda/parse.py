@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -161,35 +164,55 @@ def _check_encoding(xml: bytes) -> None:
         raise DocumentError(f"bytes do not decode as declared encoding {declared!r} (offset {exc.start})",
                             reason="encoding") from None
     # Refuse DTDs before lxml reads them: no external entity (XXE), no entity expansion (billion laughs).
-    if _DTD_RE.search(text):
+    # Every declaration starts with "<!"; most documents have none, and then the regular expression is skipped.
+    if "<!" in text and _DTD_RE.search(text):
         raise DocumentError("DOCTYPE or ENTITY declarations are not allowed in a CDA document",
                             reason="dtd-forbidden")
 
 
-def _parser() -> etree.XMLPullParser:
-    return etree.XMLPullParser(
-        events=("start", "end"),
-        resolve_entities=False,
-        no_network=True,
-        dtd_validation=False,
-        load_dtd=False,
-        huge_tree=False,
-        remove_pis=True,
-        remove_comments=True,
-    )
+_THREAD = threading.local()
 
 
-def _load(xml: bytes, limits: Limits) -> etree._Element:
-    """Check and parse ``xml``; return the root element."""
-    if not isinstance(xml, bytes | bytearray | memoryview):
-        raise DocumentError(f"document must be bytes, not {type(xml).__name__}", reason="xml-syntax")
-    xml = bytes(xml)
-    if len(xml) > limits.max_bytes:
-        raise DocumentError(f"document exceeds {limits.max_bytes} bytes", reason="too-large")
-    if not xml.strip():
-        raise DocumentError("document is empty", reason="xml-syntax")
-    _check_encoding(xml)
-    parser = _parser()
+def _tree_parser() -> etree.XMLParser:
+    """This thread's hardened tree parser, built once.
+
+    An lxml parser must not be used by two threads at once, and building one per document cost more than
+    parsing a decision. Whitespace-only text between elements is dropped: the extraction strips every text it
+    reads, and the tree has half the nodes.
+    """
+    parser: etree.XMLParser | None = getattr(_THREAD, "parser", None)
+    if parser is None:
+        # Same hardening as _load_streaming: no entity substitution, no DTD loaded or validated, no network,
+        # libxml2's own size and depth guards kept (huge_tree off).
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, dtd_validation=False, load_dtd=False,
+                                 huge_tree=False, remove_pis=True, remove_comments=True, remove_blank_text=True,
+                                 collect_ids=False)
+        _THREAD.parser = parser
+    return parser
+
+
+@functools.lru_cache(maxsize=8)
+def _depth_probe(max_depth: int) -> etree.XPath:
+    """An XPath that is true when some element lies deeper than ``max_depth`` (the root is at depth 1)."""
+    return etree.XPath("boolean(" + "/*" * (max_depth + 1) + ")")
+
+
+def _syntax_error(exc: etree.XMLSyntaxError) -> DocumentError:
+    message = str(exc)
+    if "depth" in message.lower():
+        return DocumentError(f"element nesting too deep: {message}", reason="too-deep")
+    return DocumentError(f"not well-formed XML: {message}", reason="xml-syntax")
+
+
+def _load_streaming(xml: bytes, limits: Limits) -> etree._Element:
+    """Parse ``xml`` while counting elements and depth, stopping as soon as a limit is passed.
+
+    Used when the cheap bounds of :func:`_load` cannot rule out too many elements: the parse then never builds
+    more than ``max_elements`` (plus one chunk) of a hostile document's tree.
+    """
+    parser = etree.XMLPullParser(events=("start", "end"), resolve_entities=False, no_network=True,
+                                 dtd_validation=False, load_dtd=False, huge_tree=False, remove_pis=True,
+                                 remove_comments=True, remove_blank_text=True, collect_ids=False)
     depth = 0
     count = 0
     try:
@@ -206,12 +229,38 @@ def _load(xml: bytes, limits: Limits) -> etree._Element:
                                             reason="too-many-elements")
                 else:
                     depth -= 1
-        root = parser.close()
+        root: etree._Element = parser.close()
     except etree.XMLSyntaxError as exc:
-        message = str(exc)
-        if "depth" in message.lower():
-            raise DocumentError(f"element nesting too deep: {message}", reason="too-deep") from None
-        raise DocumentError(f"not well-formed XML: {message}", reason="xml-syntax") from None
+        raise _syntax_error(exc) from None
+    return root
+
+
+def _load(xml: bytes, limits: Limits) -> etree._Element:
+    """Check and parse ``xml``; return the root element.
+
+    The element and depth limits are enforced without a Python-level pass over the document where the bytes
+    alone prove them: every element owns at least four bytes (``<a/>``) and one ``<``, and an element at depth
+    ``d`` is inside ``d - 1`` elements that each end with ``</``. Only when these bounds exceed a limit is the
+    document counted exactly: elements by a streaming parse that stops at the limit, depth by an XPath probe
+    on the tree (libxml2 itself refuses nesting beyond 256 levels, so that tree stays small).
+    """
+    if not isinstance(xml, bytes | bytearray | memoryview):
+        raise DocumentError(f"document must be bytes, not {type(xml).__name__}", reason="xml-syntax")
+    xml = bytes(xml)
+    if len(xml) > limits.max_bytes:
+        raise DocumentError(f"document exceeds {limits.max_bytes} bytes", reason="too-large")
+    if not xml.strip():
+        raise DocumentError("document is empty", reason="xml-syntax")
+    _check_encoding(xml)
+    if len(xml) // 4 > limits.max_elements and xml.count(b"<") > limits.max_elements:
+        root = _load_streaming(xml, limits)
+    else:
+        try:
+            root = etree.fromstring(xml, _tree_parser())
+        except etree.XMLSyntaxError as exc:
+            raise _syntax_error(exc) from None
+        if xml.count(b"</") + 1 > limits.max_depth and _depth_probe(limits.max_depth)(root):
+            raise DocumentError(f"element nesting deeper than {limits.max_depth}", reason="too-deep")
     docinfo = root.getroottree().docinfo
     # Defence in depth: the scan above already refuses any DOCTYPE.
     if docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.system_url:
@@ -219,6 +268,59 @@ def _load(xml: bytes, limits: Limits) -> etree._Element:
     if root.tag != _H + "ClinicalDocument":
         raise DocumentError("root element is not an HL7 CDA ClinicalDocument (urn:hl7-org:v3)", reason="not-cda")
     return root
+
+
+# --------------------------------------------------------------------------------------------------
+# Tree access
+#
+# lxml's find("h:x", namespaces) re-reads its path on every call (about 2.5 µs, longer than parsing a
+# tenth of a decision); the extraction instead reads each element's children once into an index by tag.
+
+_Index = dict[str, list[etree._Element]]
+_NO_ELEMENTS: tuple[etree._Element, ...] = ()
+
+
+def _index(element: etree._Element | None) -> _Index:
+    """The children of ``element`` by tag (Clark notation), each list in document order."""
+    index: _Index = {}
+    if element is None:
+        return index
+    for child in element:
+        tag = child.tag
+        found = index.get(tag)
+        if found is None:
+            index[tag] = [child]
+        else:
+            found.append(child)
+    return index
+
+
+def _first(index: _Index, tag: str) -> etree._Element | None:
+    found = index.get(tag)
+    return found[0] if found is not None else None
+
+
+def _path(elements: Iterable[etree._Element], tags: tuple[str, ...]) -> etree._Element | None:
+    """The first element reached from ``elements`` by the child steps ``tags``, in document order.
+
+    The same element as ElementPath's ``find("a/b/c")`` from their parent.
+    """
+    head = tags[0]
+    rest = tags[1:]
+    for element in elements:
+        for child in element:
+            if child.tag == head:
+                if not rest:
+                    return child
+                found = _path((child,), rest)
+                if found is not None:
+                    return found
+    return None
+
+
+def _all(elements: Iterable[etree._Element], tag: str) -> list[etree._Element]:
+    """The children named ``tag`` of every element of ``elements``, in document order (``findall("a/b")``)."""
+    return [child for element in elements for child in element if child.tag == tag]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -261,7 +363,8 @@ class _Reader:
             return None
         return InstanceId(root, extension)
 
-    def code(self, element: etree._Element | None, where: str) -> Code | None:
+    def code(self, element: etree._Element | None, where: str, local: str | None = None) -> Code | None:
+        """Read a coded element; ``local`` is its local name when the caller knows it (saves reading the tag)."""
         if element is None:
             return None
         value = self.attr(element, "code")
@@ -271,14 +374,17 @@ class _Reader:
             return None
         system = self.attr(element, "codeSystem")
         display = element.get("displayName")
-        local = etree.QName(element).localname
-        expected = c.CODE_SYSTEM_OF.get(local)
+        expected = c.CODE_SYSTEM_OF.get(local if local is not None else element.tag.rpartition("}")[2])
         if expected is not None and system != expected:
             self.warn(f"{where}: code system {system!r} instead of {expected}")
         known = c.KNOWN_CODES.get(system or "")
         if known is not None and value not in known:
             self.warn(f"{where}: unknown code {value!r} in {system}")
         return Code(value, system, display)
+
+    def cnsa(self, index: _Index, local: str, where: str | None = None) -> Code | None:
+        """The coded child ``cnsaSDO:<local>`` found in ``index``."""
+        return self.code(_first(index, _C + local), where or local, local)
 
     def date(self, value: str | None, where: str) -> date | None:
         if value is None:
@@ -321,17 +427,18 @@ class _Reader:
     def address(self, element: etree._Element | None) -> Address | None:
         if element is None:
             return None
+        index = _index(element)
         return Address(
             use=self.attr(element, "use"),
-            street=self.text(element.find("h:streetAddressLine", _NS)),
-            postal_code=self.text(element.find("h:postalCode", _NS)),
-            city=self.text(element.find("h:city", _NS)),
-            additional_locator=self.text(element.find("h:additionalLocator", _NS)),
+            street=self.text(_first(index, _H + "streetAddressLine")),
+            postal_code=self.text(_first(index, _H + "postalCode")),
+            city=self.text(_first(index, _H + "city")),
+            additional_locator=self.text(_first(index, _H + "additionalLocator")),
         )
 
-    def telecoms(self, parent: etree._Element) -> tuple[Telecom, ...]:
+    def telecoms(self, index: _Index) -> tuple[Telecom, ...]:
         result = []
-        for element in parent.findall("h:telecom", _NS):
+        for element in index.get(_H + "telecom", _NO_ELEMENTS):
             value = self.attr(element, "value")
             if value is not None:
                 result.append(Telecom(value, self.attr(element, "use")))
@@ -340,12 +447,13 @@ class _Reader:
     def simple_name(self, element: etree._Element | None, where: str) -> PersonName | None:
         if element is None:
             return None
-        family = self.text(element.find("h:family", _NS))
+        index = _index(element)
+        family = self.text(_first(index, _H + "family"))
         if family is None:
             self.warn(f"{where}: name without family")
             family = ""
-        return PersonName(family=family, given=self.text(element.find("h:given", _NS)),
-                          prefix=self.text(element.find("h:prefix", _NS)))
+        return PersonName(family=family, given=self.text(_first(index, _H + "given")),
+                          prefix=self.text(_first(index, _H + "prefix")))
 
     def mdph(self, element: etree._Element | None, where: str) -> Mdph | None:
         if element is None:
@@ -385,12 +493,14 @@ def _parse_ts(value: str) -> datetime | None:
         return None
 
 
+
+
 # --------------------------------------------------------------------------------------------------
 # Header and person
 
 
-def _template(root: etree._Element) -> str:
-    templates = [t.get("root") for t in root.findall("h:templateId", _NS)]
+def _template(root_index: _Index) -> str:
+    templates = [t.get("root") for t in root_index.get(_H + "templateId", _NO_ELEMENTS)]
     for template in templates:
         if template in (c.TEMPLATE_DECISION, c.TEMPLATE_EVALUATION):
             return template
@@ -398,19 +508,19 @@ def _template(root: etree._Element) -> str:
                         reason="not-cda")
 
 
-def _header(root: etree._Element, template: str, r: _Reader) -> DocumentHeader:
-    templates = [t.get("root") for t in root.findall("h:templateId", _NS)]
+def _header(root: _Index, template: str, r: _Reader) -> DocumentHeader:
+    templates = [t.get("root") for t in root.get(_H + "templateId", _NO_ELEMENTS)]
     if c.TEMPLATE_CDA_DOCUMENT not in templates:
         r.warn(f"templateId: {c.TEMPLATE_CDA_DOCUMENT} missing")
-    set_id = r.ii(root.find("h:setId", _NS))
+    set_id = r.ii(_first(root, _H + "setId"))
     if set_id is None or set_id.extension is None:
         raise DocumentError("setId/@extension (idNat_Decision) is missing", reason="missing-identifier")
-    doc_id = r.ii(root.find("h:id", _NS))
+    doc_id = r.ii(_first(root, _H + "id"))
     if doc_id is None:
         r.warn("id: document id missing")
         doc_id = InstanceId(None)
     version = 1
-    version_el = root.find("h:versionNumber", _NS)
+    version_el = _first(root, _H + "versionNumber")
     if version_el is not None:
         parsed = r.integer(version_el, "versionNumber")
         if parsed is not None and parsed >= 1:
@@ -418,82 +528,99 @@ def _header(root: etree._Element, template: str, r: _Reader) -> DocumentHeader:
         else:
             r.warn("versionNumber: not a positive integer, 1 assumed")
     replaces = None
-    for related in root.findall("h:relatedDocument", _NS):
+    for related in root.get(_H + "relatedDocument", _NO_ELEMENTS):
         if related.get("typeCode") == "RPLC":
-            replaces = r.ii(related.find("h:parentDocument/h:id", _NS))
+            replaces = r.ii(_path((related,), (_H + "parentDocument", _H + "id")))
+    authors = root.get(_H + "author", _NO_ELEMENTS)
     return DocumentHeader(
         template_id=template,
         document_id=doc_id,
         set_id=set_id,
         version_number=version,
-        effective_time=r.ts(r.attr(root.find("h:effectiveTime", _NS), "value"), "effectiveTime"),
-        title=r.text(root.find("h:title", _NS)),
-        confidentiality=r.attr(root.find("h:confidentialityCode", _NS), "code"),
-        language=r.attr(root.find("h:languageCode", _NS), "code"),
+        effective_time=r.ts(r.attr(_first(root, _H + "effectiveTime"), "value"), "effectiveTime"),
+        title=r.text(_first(root, _H + "title")),
+        confidentiality=r.attr(_first(root, _H + "confidentialityCode"), "code"),
+        language=r.attr(_first(root, _H + "languageCode"), "code"),
         replaces=replaces,
-        author_id=r.ii(root.find("h:author/h:assignedAuthor/h:id", _NS)),
-        author_time=r.ts(r.attr(root.find("h:author/h:time", _NS), "value"), "author/time"),
-        custodian_id=r.ii(root.find(
-            "h:custodian/h:assignedCustodian/h:representedCustodianOrganization/h:id", _NS)),
+        author_id=r.ii(_path(authors, (_H + "assignedAuthor", _H + "id"))),
+        author_time=r.ts(r.attr(_path(authors, (_H + "time",)), "value"), "author/time"),
+        custodian_id=r.ii(_path(root.get(_H + "custodian", _NO_ELEMENTS), (
+            _H + "assignedCustodian", _H + "representedCustodianOrganization", _H + "id"))),
     )
 
 
 def _guardian(element: etree._Element, r: _Reader) -> Guardian | None:
-    measure = r.code(element.find("h:code", _NS), "guardian/code")
+    index = _index(element)
+    measure = r.code(_first(index, _H + "code"), "guardian/code", "code")
     if measure is None:
         r.warn("guardian: no measure code, guardian ignored")
         return None
-    org_name = r.text(element.find("h:guardianOrganization/h:name", _NS))
+    org_name = r.text(_path(index.get(_H + "guardianOrganization", _NO_ELEMENTS), (_H + "name",)))
     return Guardian(
         measure=measure,
-        address=r.address(element.find("h:addr", _NS)),
-        telecoms=r.telecoms(element),
-        person=r.simple_name(element.find("h:guardianPerson/h:name", _NS), "guardianPerson"),
+        address=r.address(_first(index, _H + "addr")),
+        telecoms=r.telecoms(index),
+        person=r.simple_name(_path(index.get(_H + "guardianPerson", _NO_ELEMENTS), (_H + "name",)),
+                             "guardianPerson"),
         organization_name=org_name,
     )
 
 
-def _parents(root: etree._Element, r: _Reader) -> tuple[Parent, ...]:
+def _parents(root: _Index, r: _Reader) -> tuple[Parent, ...]:
     parents = []
-    for entity in root.findall("h:informant/h:relatedEntity", _NS):
-        relationship = r.code(entity.find("h:code", _NS), "informant/code")
-        name = r.simple_name(entity.find("h:relatedPerson/h:name", _NS), "informant")
+    for entity in _all(root.get(_H + "informant", _NO_ELEMENTS), _H + "relatedEntity"):
+        index = _index(entity)
+        relationship = r.code(_first(index, _H + "code"), "informant/code", "code")
+        name = r.simple_name(_path(index.get(_H + "relatedPerson", _NO_ELEMENTS), (_H + "name",)), "informant")
         if relationship is None or name is None:
             r.warn("informant: without code or name, ignored")
             continue
         parents.append(Parent(
             relationship=relationship,
             name=name,
-            address=r.address(entity.find("h:addr", _NS)),
-            telecoms=r.telecoms(entity),
-            parental_authority=r.boolean(entity.find("c:autoriteParentale", _NS), "autoriteParentale"),
+            address=r.address(_first(index, _H + "addr")),
+            telecoms=r.telecoms(index),
+            parental_authority=r.boolean(_first(index, _C + "autoriteParentale"), "autoriteParentale"),
         ))
     return tuple(parents)
 
 
-def _death(root: etree._Element, r: _Reader) -> Death | None:
-    for section in root.iterfind("h:component/h:structuredBody/h:component/h:section", _NS):
+def _sections(root: _Index) -> list[tuple[etree._Element, _Index]]:
+    """The body's sections (``component/structuredBody/component/section``) with their children by tag."""
+    bodies = _all(root.get(_H + "component", _NO_ELEMENTS), _H + "structuredBody")
+    return [(section, _index(section)) for section in _all(_all(bodies, _H + "component"), _H + "section")]
+
+
+def _has_template(index: _Index, template: str) -> bool:
+    return any(t.get("root") == template for t in index.get(_H + "templateId", _NO_ELEMENTS))
+
+
+def _death(sections: list[tuple[etree._Element, _Index]], r: _Reader) -> Death | None:
+    for _, section in sections:
         if not _has_template(section, c.SECTION_DEATH):
             continue
-        observation = section.find("h:entry/h:observation", _NS)
+        observation = _path(section.get(_H + "entry", _NO_ELEMENTS), (_H + "observation",))
         if observation is None:
             r.warn("death section without observation")
             return None
+        index = _index(observation)
         return Death(
-            status=r.code(observation.find("h:value", _NS), "StatutDeces"),
-            date_deces=r.date(r.attr(observation.find("h:effectiveTime", _NS), "value"), "death date"),
+            status=r.code(_first(index, _H + "value"), "StatutDeces", "value"),
+            date_deces=r.date(r.attr(_first(index, _H + "effectiveTime"), "value"), "death date"),
         )
     return None
 
 
-def _person(root: etree._Element, r: _Reader, *, patient_required: bool) -> Person:
-    role = root.find("h:recordTarget/h:patientRole", _NS)
+def _person(root: _Index, sections: list[tuple[etree._Element, _Index]], r: _Reader, *,
+            patient_required: bool) -> Person:
+    role = _path(root.get(_H + "recordTarget", _NO_ELEMENTS), (_H + "patientRole",))
     if role is None:
         raise DocumentError("recordTarget/patientRole is missing", reason="missing-identifier")
+    index = _index(role)
     ins = None
     mdph_id = None
     others: list[InstanceId] = []
-    for element in role.findall("h:id", _NS):
+    for element in index.get(_H + "id", _NO_ELEMENTS):
         ident = r.ii(element)
         if ident is None:
             continue
@@ -505,46 +632,43 @@ def _person(root: etree._Element, r: _Reader, *, patient_required: bool) -> Pers
             others.append(ident)
     if mdph_id is None:
         r.warn("patientRole/id: no MDPH individual id")
-    social = role.find("c:numSecuriteSocialeOuvrantDroit", _NS)
+    social = _first(index, _C + "numSecuriteSocialeOuvrantDroit")
     social_id = r.ii(social)
     if social_id is None and r.text(social) is not None:
         r.warn("numSecuriteSocialeOuvrantDroit: legacy text form")
         social_id = InstanceId(None, r.text(social))
-    mdph_responsable = r.mdph(role.find("c:idMDPHResponsable", _NS), "idMDPHResponsable")
+    mdph_responsable = r.mdph(_first(index, _C + "idMDPHResponsable"), "idMDPHResponsable")
     if mdph_responsable is None:
         r.warn("idMDPHResponsable: missing")
-    person = Person(
-        mdph_individual_id=mdph_id,
-        ins=ins,
-        other_ids=tuple(others),
-        address=r.address(role.find("h:addr", _NS)),
-        telecoms=r.telecoms(role),
-        insurer_name=r.text(role.find("c:nomOrganismeAM", _NS)),
-        social_security=social_id,
-        file_transfer_date=r.date(r.attr(role.find("c:dateTransfertDossier", _NS), "value"),
-                                  "dateTransfertDossier"),
-        mdph_responsable=mdph_responsable,
-        mdph_accueil=r.mdph(role.find("c:idMDPHAccueil", _NS), "idMDPHAccueil"),
-        parents=_parents(root, r),
-        death=_death(root, r),
-    )
-    patient = role.find("h:patient", _NS)
+    address = r.address(_first(index, _H + "addr"))
+    telecoms = r.telecoms(index)
+    insurer_name = r.text(_first(index, _C + "nomOrganismeAM"))
+    file_transfer_date = r.date(r.attr(_first(index, _C + "dateTransfertDossier"), "value"), "dateTransfertDossier")
+    mdph_accueil = r.mdph(_first(index, _C + "idMDPHAccueil"), "idMDPHAccueil")
+    parents = _parents(root, r)
+    death = _death(sections, r)
+    patient = _first(index, _H + "patient")
     if patient is None:
         if patient_required:
             r.warn("patientRole/patient: missing in a Decision document")
-        return person
-    name = patient.find("h:name", _NS)
+        return Person(mdph_individual_id=mdph_id, ins=ins, other_ids=tuple(others), address=address,
+                      telecoms=telecoms, insurer_name=insurer_name, social_security=social_id,
+                      file_transfer_date=file_transfer_date, mdph_responsable=mdph_responsable,
+                      mdph_accueil=mdph_accueil, parents=parents, death=death)
+    patient_index = _index(patient)
+    name = _first(patient_index, _H + "name")
+    name_index = _index(name)
     families: dict[str | None, str] = {}
     givens: list[str] = []
     first_given = used_given = None
     if name is None:
         r.warn("patient/name: missing")
     else:
-        for family in name.findall("h:family", _NS):
+        for family in name_index.get(_H + "family", _NO_ELEMENTS):
             value = r.text(family)
             if value is not None:
                 families.setdefault(family.get("qualifier"), value)
-        for given in name.findall("h:given", _NS):
+        for given in name_index.get(_H + "given", _NO_ELEMENTS):
             value = r.text(given)
             qualifier = given.get("qualifier")
             if value is None:
@@ -556,38 +680,37 @@ def _person(root: etree._Element, r: _Reader, *, patient_required: bool) -> Pers
             elif qualifier == "CL" and used_given is None:
                 used_given = value
     birth_name = families.get("BR") or families.get(None)
-    gender = r.code(patient.find("h:administrativeGenderCode", _NS), "administrativeGenderCode")
-    guardians = tuple(g for g in (_guardian(e, r) for e in patient.findall("h:guardian", _NS)) if g is not None)
-    birth_addr = patient.find("h:birthplace/h:place/h:addr", _NS)
+    gender = r.code(_first(patient_index, _H + "administrativeGenderCode"), "administrativeGenderCode",
+                    "administrativeGenderCode")
+    guardians = tuple(g for g in (_guardian(e, r) for e in patient_index.get(_H + "guardian", _NO_ELEMENTS))
+                      if g is not None)
+    birth_addr = _path(patient_index.get(_H + "birthplace", _NO_ELEMENTS), (_H + "place", _H + "addr"))
+    birth_addr_index = _index(birth_addr)
     return Person(
-        mdph_individual_id=person.mdph_individual_id,
-        ins=person.ins,
-        other_ids=person.other_ids,
+        mdph_individual_id=mdph_id,
+        ins=ins,
+        other_ids=tuple(others),
         birth_name=birth_name,
         usage_name=families.get("CL"),
         given_names=tuple(givens),
         first_given_name=first_given,
         used_given_name=used_given,
-        prefix=r.text(name.find("h:prefix", _NS)) if name is not None else None,
+        prefix=r.text(_first(name_index, _H + "prefix")) if name is not None else None,
         gender=gender.code if gender is not None else None,
-        birth_date=r.date(r.attr(patient.find("h:birthTime", _NS), "value"), "birthTime"),
-        birth_place_code=r.text(birth_addr.find("h:county", _NS)) if birth_addr is not None else None,
-        birth_place_city=r.text(birth_addr.find("h:city", _NS)) if birth_addr is not None else None,
-        address=person.address,
-        telecoms=person.telecoms,
-        insurer_name=person.insurer_name,
-        social_security=person.social_security,
-        file_transfer_date=person.file_transfer_date,
-        mdph_responsable=person.mdph_responsable,
-        mdph_accueil=person.mdph_accueil,
+        birth_date=r.date(r.attr(_first(patient_index, _H + "birthTime"), "value"), "birthTime"),
+        birth_place_code=r.text(_first(birth_addr_index, _H + "county")) if birth_addr is not None else None,
+        birth_place_city=r.text(_first(birth_addr_index, _H + "city")) if birth_addr is not None else None,
+        address=address,
+        telecoms=telecoms,
+        insurer_name=insurer_name,
+        social_security=social_id,
+        file_transfer_date=file_transfer_date,
+        mdph_responsable=mdph_responsable,
+        mdph_accueil=mdph_accueil,
         guardians=guardians,
-        parents=person.parents,
-        death=person.death,
+        parents=parents,
+        death=death,
     )
-
-
-def _has_template(element: etree._Element, template: str) -> bool:
-    return any(t.get("root") == template for t in element.findall("h:templateId", _NS))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -595,30 +718,33 @@ def _has_template(element: etree._Element, template: str) -> bool:
 
 
 def _right(element: etree._Element, r: _Reader) -> DroitPrestation | None:
-    type_droit = r.code(element.find("c:typeDroitOuPrestation", _NS), "typeDroitOuPrestation")
+    index = _index(element)
+    type_droit = r.cnsa(index, "typeDroitOuPrestation")
     if type_droit is None:
         r.warn("droitPrestation: without typeDroitOuPrestation, ignored")
         return None
     caracterisation = None
-    car = element.find("c:caracterisation", _NS)
+    car = _first(index, _C + "caracterisation")
     if car is not None:
-        niveau = r.code(car.find("c:niveau", _NS), "caracterisation/niveau")
+        car_index = _index(car)
+        niveau = r.cnsa(car_index, "niveau", "caracterisation/niveau")
         if niveau is None:
             r.warn("caracterisation: without niveau, ignored")
         else:
             caracterisation = Caracterisation(
                 niveau=niveau,
-                motif=r.code(car.find("c:motif", _NS), "caracterisation/motif"),
-                date_mise_a_jour=r.date(r.attr(car.find("c:dateMiseAJour", _NS), "value"), "dateMiseAJour"),
+                motif=r.cnsa(car_index, "motif", "caracterisation/motif"),
+                date_mise_a_jour=r.date(r.attr(_first(car_index, _C + "dateMiseAJour"), "value"), "dateMiseAJour"),
             )
-    detail = element.find("c:detailTypeDroitPrestation", _NS)
-    d = detail if detail is not None else etree.Element(_C + "detailTypeDroitPrestation")
+    d = _index(_first(index, _C + "detailTypeDroitPrestation"))
     prises = []
-    for pec in d.findall("c:priseEnCharge", _NS):
+    for pec in d.get(_C + "priseEnCharge", _NO_ELEMENTS):
+        pec_index = _index(pec)
         quantification = None
-        quant = pec.find("c:quantification", _NS)
+        quant = _first(pec_index, _C + "quantification")
         if quant is not None:
-            raw = r.attr(quant.find("c:nombre", _NS), "value")
+            quant_index = _index(quant)
+            raw = r.attr(_first(quant_index, _C + "nombre"), "value")
             try:
                 nombre = float(raw) if raw is not None else None
             except ValueError:
@@ -628,13 +754,12 @@ def _right(element: etree._Element, r: _Reader) -> DroitPrestation | None:
             else:
                 quantification = Quantification(
                     nombre=nombre,
-                    unite=r.code(quant.find("c:unite", _NS), "quantification/unite"),
-                    periodicite=r.code(quant.find("c:periodicite", _NS), "quantification/periodicite"),
+                    unite=r.cnsa(quant_index, "unite", "quantification/unite"),
+                    periodicite=r.cnsa(quant_index, "periodicite", "quantification/periodicite"),
                 )
-        prises.append(PriseEnCharge(mode=r.code(pec.find("c:modePriseEnCharge", _NS), "modePriseEnCharge"),
-                                    quantification=quantification))
+        prises.append(PriseEnCharge(mode=r.cnsa(pec_index, "modePriseEnCharge"), quantification=quantification))
     id_nats = []
-    for id_nat in d.findall("c:idNat", _NS):
+    for id_nat in d.get(_C + "idNat", _NO_ELEMENTS):
         value = r.attr(id_nat, "extension")
         if value is None:
             r.warn("detailTypeDroitPrestation/idNat: without @extension")
@@ -642,29 +767,29 @@ def _right(element: etree._Element, r: _Reader) -> DroitPrestation | None:
         if id_nat.get("root") != c.OID_ID_NAT_STRUCT:
             r.warn(f"idNat: root is not {c.OID_ID_NAT_STRUCT}")
         id_nats.append(value)
-    nb_jours_el = d.find("c:nbJoursDerogationAccueilTemporaire", _NS)
+    nb_jours_el = _first(d, _C + "nbJoursDerogationAccueilTemporaire")
     if nb_jours_el is None:
-        nb_jours_el = d.find("c:nbJourDerogationAccueilTemporaire", _NS)
+        nb_jours_el = _first(d, _C + "nbJourDerogationAccueilTemporaire")
     right = DroitPrestation(
         type_droit=type_droit,
-        nature=r.code(element.find("c:natureDroit", _NS), "natureDroit"),
-        date_ouverture=r.date(r.attr(element.find("c:dateOuvertureDuDroit", _NS), "value"), "dateOuvertureDuDroit"),
-        date_echeance=r.date(r.attr(element.find("c:dateEcheanceDuDroit", _NS), "value"), "dateEcheanceDuDroit"),
-        qualification=r.code(element.find("c:qualification", _NS), "qualification"),
-        amendement_creton=r.boolean(element.find("c:amendementCreton", _NS), "amendementCreton"),
-        existence_pag=r.boolean(element.find("c:existencePAG", _NS), "existencePAG"),
-        motif_fin_pag=r.code(element.find("c:motifFinPAG", _NS), "motifFinPAG"),
+        nature=r.cnsa(index, "natureDroit"),
+        date_ouverture=r.date(r.attr(_first(index, _C + "dateOuvertureDuDroit"), "value"), "dateOuvertureDuDroit"),
+        date_echeance=r.date(r.attr(_first(index, _C + "dateEcheanceDuDroit"), "value"), "dateEcheanceDuDroit"),
+        qualification=r.cnsa(index, "qualification"),
+        amendement_creton=r.boolean(_first(index, _C + "amendementCreton"), "amendementCreton"),
+        existence_pag=r.boolean(_first(index, _C + "existencePAG"), "existencePAG"),
+        motif_fin_pag=r.cnsa(index, "motifFinPAG"),
         caracterisation=caracterisation,
-        precision_orientation=r.code(d.find("c:precisionOrientation", _NS), "precisionOrientation"),
-        precision_orientation_locale=r.text(d.find("c:precisionOrientationLocale", _NS)),
-        temporalite_accueil=r.code(d.find("c:temporaliteAccueil", _NS), "temporaliteAccueil"),
-        accueil_sequentiel=r.boolean(d.find("c:accueilSequentiel", _NS), "accueilSequentiel"),
+        precision_orientation=r.cnsa(d, "precisionOrientation"),
+        precision_orientation_locale=r.text(_first(d, _C + "precisionOrientationLocale")),
+        temporalite_accueil=r.cnsa(d, "temporaliteAccueil"),
+        accueil_sequentiel=r.boolean(_first(d, _C + "accueilSequentiel"), "accueilSequentiel"),
         id_nat_structs=tuple(id_nats),
-        categorie_etablissement=r.code(d.find("c:categorieEtablissement", _NS), "categorieEtablissement"),
-        categorie_organisation=r.code(d.find("c:categorieOrganisation", _NS), "categorieOrganisation"),
-        specialisation=r.code(d.find("c:specialisationPriseEnCharge", _NS), "specialisationPriseEnCharge"),
-        formations=tuple(t for t in (r.text(f) for f in d.findall("c:formation", _NS)) if t is not None),
-        mode_entree_ditep=r.code(d.find("c:modeEntreeDITEP", _NS), "modeEntreeDITEP"),
+        categorie_etablissement=r.cnsa(d, "categorieEtablissement"),
+        categorie_organisation=r.cnsa(d, "categorieOrganisation"),
+        specialisation=r.cnsa(d, "specialisationPriseEnCharge"),
+        formations=tuple(t for t in (r.text(f) for f in d.get(_C + "formation", _NO_ELEMENTS)) if t is not None),
+        mode_entree_ditep=r.cnsa(d, "modeEntreeDITEP"),
         nb_jours_derogation=r.integer(nb_jours_el, "nbJoursDerogationAccueilTemporaire"),
         prises_en_charge=tuple(prises),
     )
@@ -673,43 +798,43 @@ def _right(element: etree._Element, r: _Reader) -> DroitPrestation | None:
     return right
 
 
-def _decision(root: etree._Element, header: DocumentHeader, r: _Reader) -> Decision:
+def _decision(sections: list[tuple[etree._Element, _Index]], header: DocumentHeader, r: _Reader) -> Decision:
     element = None
-    for section in root.iterfind("h:component/h:structuredBody/h:component/h:section", _NS):
+    for _, section in sections:
         if _has_template(section, c.SECTION_DECISION):
-            element = section.find("c:decision", _NS)
+            element = _first(section, _C + "decision")
             break
     if element is None:
         raise DocumentError("decision section (1.2.250.1.213.1.1.2.235) with cnsaSDO:decision is missing",
                             reason="missing-identifier")
-    ident = r.ii(element.find("c:identifiantDecision", _NS))
+    index = _index(element)
+    ident = r.ii(_first(index, _C + "identifiantDecision"))
     if ident is None or ident.extension is None:
         raise DocumentError("cnsaSDO:identifiantDecision/@extension (idDecision) is missing",
                             reason="missing-identifier")
     if ident.root is None or not ident.root.startswith(c.MDPH_ARC):
         r.warn("identifiantDecision: root is not an MDPH OID")
-    motivations = tuple(m for m in (r.code(e, "motivation") for e in element.findall("c:motivation", _NS))
-                        if m is not None)
+    motivations = tuple(m for m in (r.code(e, "motivation", "motivation")
+                                    for e in index.get(_C + "motivation", _NO_ELEMENTS)) if m is not None)
     if not motivations:
         r.warn("decision: no motivation")
     decision = Decision(
         id_nat_decision=header.id_nat_decision,
         id_decision=ident.extension,
         id_decision_root=ident.root,
-        type_decision=r.code(element.find("c:typeDeDecision", _NS), "typeDeDecision"),
-        date_decision=r.date(r.attr(element.find("c:dateDeDecision", _NS), "value"), "dateDeDecision"),
-        date_effet_cloture=r.date(r.attr(element.find("c:dateEffetDeLaDecisionDeCloture", _NS), "value"),
+        type_decision=r.cnsa(index, "typeDeDecision"),
+        date_decision=r.date(r.attr(_first(index, _C + "dateDeDecision"), "value"), "dateDeDecision"),
+        date_effet_cloture=r.date(r.attr(_first(index, _C + "dateEffetDeLaDecisionDeCloture"), "value"),
                                   "dateEffetDeLaDecisionDeCloture"),
-        related_decisions=tuple(i for i in (r.ii(e) for e in element.findall(
-            "c:identifiantDesDecisionsReviseesRenouveleesCloturees", _NS)) if i is not None),
-        id_nat_tiers=r.attr(element.find("c:idNat", _NS), "extension"),
+        related_decisions=tuple(i for i in (r.ii(e) for e in index.get(
+            _C + "identifiantDesDecisionsReviseesRenouveleesCloturees", _NO_ELEMENTS)) if i is not None),
+        id_nat_tiers=r.attr(_first(index, _C + "idNat"), "extension"),
         motivations=motivations,
-        motivations_locales=tuple(t for t in (r.text(e) for e in element.findall("c:motivationLocale", _NS))
+        motivations_locales=tuple(t for t in (r.text(e) for e in index.get(_C + "motivationLocale", _NO_ELEMENTS))
                                   if t is not None),
-        precision_reponse_revision=r.code(element.find("c:precisionReponseRevisionTiers", _NS),
-                                          "precisionReponseRevisionTiers"),
-        precision_locale=r.text(element.find("c:precisionLocale", _NS)),
-        rights=tuple(d for d in (_right(e, r) for e in element.findall("c:droitPrestation", _NS))
+        precision_reponse_revision=r.cnsa(index, "precisionReponseRevisionTiers"),
+        precision_locale=r.text(_first(index, _C + "precisionLocale")),
+        rights=tuple(d for d in (_right(e, r) for e in index.get(_C + "droitPrestation", _NO_ELEMENTS))
                      if d is not None),
         version_number=header.version_number,
     )
@@ -724,31 +849,33 @@ def _decision(root: etree._Element, header: DocumentHeader, r: _Reader) -> Decis
 # Evaluation body
 
 
-def _evaluation(root: etree._Element, r: _Reader) -> Evaluation:
+def _evaluation(sections: list[tuple[etree._Element, _Index]], r: _Reader) -> Evaluation:
     section = None
-    for candidate in root.iterfind("h:component/h:structuredBody/h:component/h:section", _NS):
+    for _, candidate in sections:
         if _has_template(candidate, c.SECTION_EVALUATION):
             section = candidate
             break
     if section is None:
         r.warn("evaluation section (1.2.250.1.213.1.1.2.229) missing")
         return Evaluation(date_mise_a_jour=None)
-    when = r.date(r.text(section.find("h:text", _NS)), "evaluation date (section text)")
+    when = r.date(r.text(_first(section, _H + "text")), "evaluation date (section text)")
     observations = []
-    for sub in section.findall("h:component/h:section", _NS):
-        sub_templates = [t.get("root") or "" for t in sub.findall("h:templateId", _NS)]
+    for sub in _all(section.get(_H + "component", _NO_ELEMENTS), _H + "section"):
+        sub_index = _index(sub)
+        sub_templates = [t.get("root") or "" for t in sub_index.get(_H + "templateId", _NO_ELEMENTS)]
         sub_template = next((t for t in sub_templates if t in c.EVALUATION_SECTIONS), None)
         if sub_template is None:
             r.warn("evaluation: unknown sub-section template")
             sub_template = sub_templates[0] if sub_templates else ""
-        for observation in sub.findall("h:entry/h:observation", _NS):
-            templates = [t.get("root") or "" for t in observation.findall("h:templateId", _NS)]
+        for observation in _all(sub_index.get(_H + "entry", _NO_ELEMENTS), _H + "observation"):
+            obs_index = _index(observation)
+            templates = [t.get("root") or "" for t in obs_index.get(_H + "templateId", _NO_ELEMENTS)]
             entry_template = next((t for t in templates if t in c.EVALUATION_ENTRIES), None)
             entry = c.EVALUATION_ENTRIES.get(entry_template or "")
             if entry is None:
                 r.warn("evaluation: unknown entry template")
                 entry_template = next((t for t in templates if t != c.TEMPLATE_CDA_OBSERVATION), "")
-            value_el = observation.find("h:value", _NS)
+            value_el = _first(obs_index, _H + "value")
             value = r.attr(value_el, "code")
             if value is None:
                 r.warn("evaluation: observation without value code, ignored")
@@ -756,7 +883,7 @@ def _evaluation(root: etree._Element, r: _Reader) -> Evaluation:
             system = r.attr(value_el, "codeSystem")
             if entry is not None and system != entry.code_system:
                 r.warn(f"{entry.label}: code system {system!r} instead of {entry.code_system}")
-            label = r.text(observation.find("h:code/h:originalText", _NS))
+            label = r.text(_path(obs_index.get(_H + "code", _NO_ELEMENTS), (_H + "originalText",)))
             observations.append(EvaluationObservation(
                 section_template=sub_template,
                 entry_template=entry_template or "",
@@ -775,20 +902,22 @@ def _digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def _decision_document(root: etree._Element, raw: bytes) -> DecisionDocument:
+def _decision_document(root: _Index, raw: bytes) -> DecisionDocument:
     r = _Reader()
+    sections = _sections(root)
     header = _header(root, c.TEMPLATE_DECISION, r)
-    decision = _decision(root, header, r)
-    person = _person(root, r, patient_required=True)
+    decision = _decision(sections, header, r)
+    person = _person(root, sections, r, patient_required=True)
     return DecisionDocument(header=header, person=person, decision=decision, digest=_digest(raw),
                             warnings=tuple(r.warnings), raw=raw)
 
 
-def _evaluation_document(root: etree._Element, raw: bytes) -> EvaluationDocument:
+def _evaluation_document(root: _Index, raw: bytes) -> EvaluationDocument:
     r = _Reader()
+    sections = _sections(root)
     header = _header(root, c.TEMPLATE_EVALUATION, r)
-    person = _person(root, r, patient_required=False)
-    evaluation = _evaluation(root, r)
+    person = _person(root, sections, r, patient_required=False)
+    evaluation = _evaluation(sections, r)
     return EvaluationDocument(header=header, person=person, id_nat_decision=header.id_nat_decision,
                               evaluation=evaluation, digest=_digest(raw), warnings=tuple(r.warnings), raw=raw)
 
@@ -804,7 +933,7 @@ def parse_decision(xml: bytes, *, limits: Limits = Limits()) -> DecisionDocument
         DocumentError: the document is hostile, malformed, not this template or lacks its identifiers.
     """
     raw = bytes(xml)
-    root = _load(raw, limits)
+    root = _index(_load(raw, limits))
     if _template(root) != c.TEMPLATE_DECISION:
         raise DocumentError("expected a Decision document (1.2.250.1.213.1.1.1.4.8), got an Evaluation",
                             reason="wrong-template")
@@ -822,7 +951,7 @@ def parse_evaluation(xml: bytes, *, limits: Limits = Limits()) -> EvaluationDocu
         DocumentError: the document is hostile, malformed, not this template or lacks its identifiers.
     """
     raw = bytes(xml)
-    root = _load(raw, limits)
+    root = _index(_load(raw, limits))
     if _template(root) != c.TEMPLATE_EVALUATION:
         raise DocumentError("expected an Evaluation document (1.2.250.1.213.1.1.1.4.9), got a Decision",
                             reason="wrong-template")
@@ -836,7 +965,7 @@ def parse_document(xml: bytes, *, limits: Limits = Limits()) -> DecisionDocument
         DocumentError: see the module documentation for the reasons.
     """
     raw = bytes(xml)
-    root = _load(raw, limits)
+    root = _index(_load(raw, limits))
     if _template(root) == c.TEMPLATE_DECISION:
         return _decision_document(root, raw)
     return _evaluation_document(root, raw)

@@ -278,6 +278,8 @@ def _load(xml: bytes, limits: Limits) -> etree._Element:
 
 _Index = dict[str, list[etree._Element]]
 _NO_ELEMENTS: tuple[etree._Element, ...] = ()
+#: ``index.get(tag, _NONE)[0]``: the first child named ``tag``, or ``None`` (inline, as it runs ~60 times a document)
+_NONE: tuple[None] = (None,)
 
 
 def _index(element: etree._Element | None) -> _Index:
@@ -295,9 +297,26 @@ def _index(element: etree._Element | None) -> _Index:
     return index
 
 
-def _first(index: _Index, tag: str) -> etree._Element | None:
-    found = index.get(tag)
-    return found[0] if found is not None else None
+def _text(element: etree._Element | None) -> str | None:
+    """The stripped text of ``element``; ``None`` when absent or blank."""
+    if element is None:
+        return None
+    value = element.text
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _attr(element: etree._Element | None, name: str) -> str | None:
+    """The stripped attribute ``name`` of ``element``; ``None`` when absent or blank."""
+    if element is None:
+        return None
+    value = element.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
 
 
 def _path(elements: Iterable[etree._Element], tags: tuple[str, ...]) -> etree._Element | None:
@@ -337,28 +356,11 @@ class _Reader:
         if message not in self.warnings:
             self.warnings.append(message)
 
-    @staticmethod
-    def text(element: etree._Element | None) -> str | None:
-        if element is None or element.text is None:
-            return None
-        value = element.text.strip()
-        return value or None
-
-    @staticmethod
-    def attr(element: etree._Element | None, name: str) -> str | None:
-        if element is None:
-            return None
-        value = element.get(name)
-        if value is None:
-            return None
-        value = value.strip()
-        return value or None
-
     def ii(self, element: etree._Element | None) -> InstanceId | None:
         if element is None:
             return None
-        root = self.attr(element, "root")
-        extension = self.attr(element, "extension")
+        root = _attr(element, "root")
+        extension = _attr(element, "extension")
         if root is None and extension is None:
             return None
         return InstanceId(root, extension)
@@ -367,12 +369,12 @@ class _Reader:
         """Read a coded element; ``local`` is its local name when the caller knows it (saves reading the tag)."""
         if element is None:
             return None
-        value = self.attr(element, "code")
+        value = _attr(element, "code")
         if value is None:
             if element.get("nullFlavor") is None:
                 self.warn(f"{where}: coded element without @code")
             return None
-        system = self.attr(element, "codeSystem")
+        system = _attr(element, "codeSystem")
         display = element.get("displayName")
         expected = c.CODE_SYSTEM_OF.get(local if local is not None else element.tag.rpartition("}")[2])
         if expected is not None and system != expected:
@@ -384,7 +386,7 @@ class _Reader:
 
     def cnsa(self, index: _Index, local: str, where: str | None = None) -> Code | None:
         """The coded child ``cnsaSDO:<local>`` found in ``index``."""
-        return self.code(_first(index, _C + local), where or local, local)
+        return self.code(index.get("{urn:cnsaSDO}" + local, _NONE)[0], where or local, local)
 
     def date(self, value: str | None, where: str) -> date | None:
         if value is None:
@@ -404,7 +406,7 @@ class _Reader:
         return parsed
 
     def boolean(self, element: etree._Element | None, where: str) -> bool | None:
-        value = self.attr(element, "value")
+        value = _attr(element, "value")
         if value is None:
             return None
         if value in ("true", "1"):
@@ -415,7 +417,7 @@ class _Reader:
         return None
 
     def integer(self, element: etree._Element | None, where: str) -> int | None:
-        value = self.attr(element, "value")
+        value = _attr(element, "value")
         if value is None:
             return None
         try:
@@ -429,37 +431,37 @@ class _Reader:
             return None
         index = _index(element)
         return Address(
-            use=self.attr(element, "use"),
-            street=self.text(_first(index, _H + "streetAddressLine")),
-            postal_code=self.text(_first(index, _H + "postalCode")),
-            city=self.text(_first(index, _H + "city")),
-            additional_locator=self.text(_first(index, _H + "additionalLocator")),
+            use=_attr(element, "use"),
+            street=_text(index.get("{urn:hl7-org:v3}streetAddressLine", _NONE)[0]),
+            postal_code=_text(index.get("{urn:hl7-org:v3}postalCode", _NONE)[0]),
+            city=_text(index.get("{urn:hl7-org:v3}city", _NONE)[0]),
+            additional_locator=_text(index.get("{urn:hl7-org:v3}additionalLocator", _NONE)[0]),
         )
 
     def telecoms(self, index: _Index) -> tuple[Telecom, ...]:
         result = []
-        for element in index.get(_H + "telecom", _NO_ELEMENTS):
-            value = self.attr(element, "value")
+        for element in index.get("{urn:hl7-org:v3}telecom", _NO_ELEMENTS):
+            value = _attr(element, "value")
             if value is not None:
-                result.append(Telecom(value, self.attr(element, "use")))
+                result.append(Telecom(value, _attr(element, "use")))
         return tuple(result)
 
     def simple_name(self, element: etree._Element | None, where: str) -> PersonName | None:
         if element is None:
             return None
         index = _index(element)
-        family = self.text(_first(index, _H + "family"))
+        family = _text(index.get("{urn:hl7-org:v3}family", _NONE)[0])
         if family is None:
             self.warn(f"{where}: name without family")
             family = ""
-        return PersonName(family=family, given=self.text(_first(index, _H + "given")),
-                          prefix=self.text(_first(index, _H + "prefix")))
+        return PersonName(family=family, given=_text(index.get("{urn:hl7-org:v3}given", _NONE)[0]),
+                          prefix=_text(index.get("{urn:hl7-org:v3}prefix", _NONE)[0]))
 
     def mdph(self, element: etree._Element | None, where: str) -> Mdph | None:
         if element is None:
             return None
-        root = self.attr(element, "root")
-        label = self.attr(element, "extension")
+        root = _attr(element, "root")
+        label = _attr(element, "extension")
         if root is None or label is None:
             self.warn(f"{where}: MDPH without @root or @extension")
             return None
@@ -500,7 +502,7 @@ def _parse_ts(value: str) -> datetime | None:
 
 
 def _template(root_index: _Index) -> str:
-    templates = [t.get("root") for t in root_index.get(_H + "templateId", _NO_ELEMENTS)]
+    templates = [t.get("root") for t in root_index.get("{urn:hl7-org:v3}templateId", _NO_ELEMENTS)]
     for template in templates:
         if template in (c.TEMPLATE_DECISION, c.TEMPLATE_EVALUATION):
             return template
@@ -509,18 +511,18 @@ def _template(root_index: _Index) -> str:
 
 
 def _header(root: _Index, template: str, r: _Reader) -> DocumentHeader:
-    templates = [t.get("root") for t in root.get(_H + "templateId", _NO_ELEMENTS)]
+    templates = [t.get("root") for t in root.get("{urn:hl7-org:v3}templateId", _NO_ELEMENTS)]
     if c.TEMPLATE_CDA_DOCUMENT not in templates:
         r.warn(f"templateId: {c.TEMPLATE_CDA_DOCUMENT} missing")
-    set_id = r.ii(_first(root, _H + "setId"))
+    set_id = r.ii(root.get("{urn:hl7-org:v3}setId", _NONE)[0])
     if set_id is None or set_id.extension is None:
         raise DocumentError("setId/@extension (idNat_Decision) is missing", reason="missing-identifier")
-    doc_id = r.ii(_first(root, _H + "id"))
+    doc_id = r.ii(root.get("{urn:hl7-org:v3}id", _NONE)[0])
     if doc_id is None:
         r.warn("id: document id missing")
         doc_id = InstanceId(None)
     version = 1
-    version_el = _first(root, _H + "versionNumber")
+    version_el = root.get("{urn:hl7-org:v3}versionNumber", _NONE)[0]
     if version_el is not None:
         parsed = r.integer(version_el, "versionNumber")
         if parsed is not None and parsed >= 1:
@@ -528,99 +530,102 @@ def _header(root: _Index, template: str, r: _Reader) -> DocumentHeader:
         else:
             r.warn("versionNumber: not a positive integer, 1 assumed")
     replaces = None
-    for related in root.get(_H + "relatedDocument", _NO_ELEMENTS):
+    for related in root.get("{urn:hl7-org:v3}relatedDocument", _NO_ELEMENTS):
         if related.get("typeCode") == "RPLC":
-            replaces = r.ii(_path((related,), (_H + "parentDocument", _H + "id")))
-    authors = root.get(_H + "author", _NO_ELEMENTS)
+            replaces = r.ii(_path((related,), ("{urn:hl7-org:v3}parentDocument", "{urn:hl7-org:v3}id")))
+    authors = root.get("{urn:hl7-org:v3}author", _NO_ELEMENTS)
     return DocumentHeader(
         template_id=template,
         document_id=doc_id,
         set_id=set_id,
         version_number=version,
-        effective_time=r.ts(r.attr(_first(root, _H + "effectiveTime"), "value"), "effectiveTime"),
-        title=r.text(_first(root, _H + "title")),
-        confidentiality=r.attr(_first(root, _H + "confidentialityCode"), "code"),
-        language=r.attr(_first(root, _H + "languageCode"), "code"),
+        effective_time=r.ts(_attr(root.get("{urn:hl7-org:v3}effectiveTime", _NONE)[0], "value"), "effectiveTime"),
+        title=_text(root.get("{urn:hl7-org:v3}title", _NONE)[0]),
+        confidentiality=_attr(root.get("{urn:hl7-org:v3}confidentialityCode", _NONE)[0], "code"),
+        language=_attr(root.get("{urn:hl7-org:v3}languageCode", _NONE)[0], "code"),
         replaces=replaces,
-        author_id=r.ii(_path(authors, (_H + "assignedAuthor", _H + "id"))),
-        author_time=r.ts(r.attr(_path(authors, (_H + "time",)), "value"), "author/time"),
-        custodian_id=r.ii(_path(root.get(_H + "custodian", _NO_ELEMENTS), (
-            _H + "assignedCustodian", _H + "representedCustodianOrganization", _H + "id"))),
+        author_id=r.ii(_path(authors, ("{urn:hl7-org:v3}assignedAuthor", "{urn:hl7-org:v3}id"))),
+        author_time=r.ts(_attr(_path(authors, ("{urn:hl7-org:v3}time",)), "value"), "author/time"),
+        custodian_id=r.ii(_path(root.get("{urn:hl7-org:v3}custodian", _NO_ELEMENTS), (
+            "{urn:hl7-org:v3}assignedCustodian", "{urn:hl7-org:v3}representedCustodianOrganization",
+            "{urn:hl7-org:v3}id"))),
     )
 
 
 def _guardian(element: etree._Element, r: _Reader) -> Guardian | None:
     index = _index(element)
-    measure = r.code(_first(index, _H + "code"), "guardian/code", "code")
+    measure = r.code(index.get("{urn:hl7-org:v3}code", _NONE)[0], "guardian/code", "code")
     if measure is None:
         r.warn("guardian: no measure code, guardian ignored")
         return None
-    org_name = r.text(_path(index.get(_H + "guardianOrganization", _NO_ELEMENTS), (_H + "name",)))
+    org_name = _text(_path(index.get("{urn:hl7-org:v3}guardianOrganization", _NO_ELEMENTS), ("{urn:hl7-org:v3}name",)))
     return Guardian(
         measure=measure,
-        address=r.address(_first(index, _H + "addr")),
+        address=r.address(index.get("{urn:hl7-org:v3}addr", _NONE)[0]),
         telecoms=r.telecoms(index),
-        person=r.simple_name(_path(index.get(_H + "guardianPerson", _NO_ELEMENTS), (_H + "name",)),
-                             "guardianPerson"),
+        person=r.simple_name(_path(index.get("{urn:hl7-org:v3}guardianPerson", _NO_ELEMENTS),
+                                   ("{urn:hl7-org:v3}name",)), "guardianPerson"),
         organization_name=org_name,
     )
 
 
 def _parents(root: _Index, r: _Reader) -> tuple[Parent, ...]:
     parents = []
-    for entity in _all(root.get(_H + "informant", _NO_ELEMENTS), _H + "relatedEntity"):
+    for entity in _all(root.get("{urn:hl7-org:v3}informant", _NO_ELEMENTS), "{urn:hl7-org:v3}relatedEntity"):
         index = _index(entity)
-        relationship = r.code(_first(index, _H + "code"), "informant/code", "code")
-        name = r.simple_name(_path(index.get(_H + "relatedPerson", _NO_ELEMENTS), (_H + "name",)), "informant")
+        relationship = r.code(index.get("{urn:hl7-org:v3}code", _NONE)[0], "informant/code", "code")
+        name = r.simple_name(_path(index.get("{urn:hl7-org:v3}relatedPerson", _NO_ELEMENTS),
+                                   ("{urn:hl7-org:v3}name",)), "informant")
         if relationship is None or name is None:
             r.warn("informant: without code or name, ignored")
             continue
         parents.append(Parent(
             relationship=relationship,
             name=name,
-            address=r.address(_first(index, _H + "addr")),
+            address=r.address(index.get("{urn:hl7-org:v3}addr", _NONE)[0]),
             telecoms=r.telecoms(index),
-            parental_authority=r.boolean(_first(index, _C + "autoriteParentale"), "autoriteParentale"),
+            parental_authority=r.boolean(index.get("{urn:cnsaSDO}autoriteParentale", _NONE)[0], "autoriteParentale"),
         ))
     return tuple(parents)
 
 
 def _sections(root: _Index) -> list[tuple[etree._Element, _Index]]:
     """The body's sections (``component/structuredBody/component/section``) with their children by tag."""
-    bodies = _all(root.get(_H + "component", _NO_ELEMENTS), _H + "structuredBody")
-    return [(section, _index(section)) for section in _all(_all(bodies, _H + "component"), _H + "section")]
+    bodies = _all(root.get("{urn:hl7-org:v3}component", _NO_ELEMENTS), "{urn:hl7-org:v3}structuredBody")
+    components = _all(bodies, "{urn:hl7-org:v3}component")
+    return [(section, _index(section)) for section in _all(components, "{urn:hl7-org:v3}section")]
 
 
 def _has_template(index: _Index, template: str) -> bool:
-    return any(t.get("root") == template for t in index.get(_H + "templateId", _NO_ELEMENTS))
+    return any(t.get("root") == template for t in index.get("{urn:hl7-org:v3}templateId", _NO_ELEMENTS))
 
 
 def _death(sections: list[tuple[etree._Element, _Index]], r: _Reader) -> Death | None:
     for _, section in sections:
         if not _has_template(section, c.SECTION_DEATH):
             continue
-        observation = _path(section.get(_H + "entry", _NO_ELEMENTS), (_H + "observation",))
+        observation = _path(section.get("{urn:hl7-org:v3}entry", _NO_ELEMENTS), ("{urn:hl7-org:v3}observation",))
         if observation is None:
             r.warn("death section without observation")
             return None
         index = _index(observation)
         return Death(
-            status=r.code(_first(index, _H + "value"), "StatutDeces", "value"),
-            date_deces=r.date(r.attr(_first(index, _H + "effectiveTime"), "value"), "death date"),
+            status=r.code(index.get("{urn:hl7-org:v3}value", _NONE)[0], "StatutDeces", "value"),
+            date_deces=r.date(_attr(index.get("{urn:hl7-org:v3}effectiveTime", _NONE)[0], "value"), "death date"),
         )
     return None
 
 
 def _person(root: _Index, sections: list[tuple[etree._Element, _Index]], r: _Reader, *,
             patient_required: bool) -> Person:
-    role = _path(root.get(_H + "recordTarget", _NO_ELEMENTS), (_H + "patientRole",))
+    role = _path(root.get("{urn:hl7-org:v3}recordTarget", _NO_ELEMENTS), ("{urn:hl7-org:v3}patientRole",))
     if role is None:
         raise DocumentError("recordTarget/patientRole is missing", reason="missing-identifier")
     index = _index(role)
     ins = None
     mdph_id = None
     others: list[InstanceId] = []
-    for element in index.get(_H + "id", _NO_ELEMENTS):
+    for element in index.get("{urn:hl7-org:v3}id", _NO_ELEMENTS):
         ident = r.ii(element)
         if ident is None:
             continue
@@ -632,22 +637,23 @@ def _person(root: _Index, sections: list[tuple[etree._Element, _Index]], r: _Rea
             others.append(ident)
     if mdph_id is None:
         r.warn("patientRole/id: no MDPH individual id")
-    social = _first(index, _C + "numSecuriteSocialeOuvrantDroit")
+    social = index.get("{urn:cnsaSDO}numSecuriteSocialeOuvrantDroit", _NONE)[0]
     social_id = r.ii(social)
-    if social_id is None and r.text(social) is not None:
+    if social_id is None and _text(social) is not None:
         r.warn("numSecuriteSocialeOuvrantDroit: legacy text form")
-        social_id = InstanceId(None, r.text(social))
-    mdph_responsable = r.mdph(_first(index, _C + "idMDPHResponsable"), "idMDPHResponsable")
+        social_id = InstanceId(None, _text(social))
+    mdph_responsable = r.mdph(index.get("{urn:cnsaSDO}idMDPHResponsable", _NONE)[0], "idMDPHResponsable")
     if mdph_responsable is None:
         r.warn("idMDPHResponsable: missing")
-    address = r.address(_first(index, _H + "addr"))
+    address = r.address(index.get("{urn:hl7-org:v3}addr", _NONE)[0])
     telecoms = r.telecoms(index)
-    insurer_name = r.text(_first(index, _C + "nomOrganismeAM"))
-    file_transfer_date = r.date(r.attr(_first(index, _C + "dateTransfertDossier"), "value"), "dateTransfertDossier")
-    mdph_accueil = r.mdph(_first(index, _C + "idMDPHAccueil"), "idMDPHAccueil")
+    insurer_name = _text(index.get("{urn:cnsaSDO}nomOrganismeAM", _NONE)[0])
+    file_transfer_date = r.date(_attr(index.get("{urn:cnsaSDO}dateTransfertDossier", _NONE)[0], "value"),
+                                "dateTransfertDossier")
+    mdph_accueil = r.mdph(index.get("{urn:cnsaSDO}idMDPHAccueil", _NONE)[0], "idMDPHAccueil")
     parents = _parents(root, r)
     death = _death(sections, r)
-    patient = _first(index, _H + "patient")
+    patient = index.get("{urn:hl7-org:v3}patient", _NONE)[0]
     if patient is None:
         if patient_required:
             r.warn("patientRole/patient: missing in a Decision document")
@@ -656,7 +662,7 @@ def _person(root: _Index, sections: list[tuple[etree._Element, _Index]], r: _Rea
                       file_transfer_date=file_transfer_date, mdph_responsable=mdph_responsable,
                       mdph_accueil=mdph_accueil, parents=parents, death=death)
     patient_index = _index(patient)
-    name = _first(patient_index, _H + "name")
+    name = patient_index.get("{urn:hl7-org:v3}name", _NONE)[0]
     name_index = _index(name)
     families: dict[str | None, str] = {}
     givens: list[str] = []
@@ -664,12 +670,12 @@ def _person(root: _Index, sections: list[tuple[etree._Element, _Index]], r: _Rea
     if name is None:
         r.warn("patient/name: missing")
     else:
-        for family in name_index.get(_H + "family", _NO_ELEMENTS):
-            value = r.text(family)
+        for family in name_index.get("{urn:hl7-org:v3}family", _NO_ELEMENTS):
+            value = _text(family)
             if value is not None:
                 families.setdefault(family.get("qualifier"), value)
-        for given in name_index.get(_H + "given", _NO_ELEMENTS):
-            value = r.text(given)
+        for given in name_index.get("{urn:hl7-org:v3}given", _NO_ELEMENTS):
+            value = _text(given)
             qualifier = given.get("qualifier")
             if value is None:
                 continue
@@ -680,12 +686,12 @@ def _person(root: _Index, sections: list[tuple[etree._Element, _Index]], r: _Rea
             elif qualifier == "CL" and used_given is None:
                 used_given = value
     birth_name = families.get("BR") or families.get(None)
-    gender = r.code(_first(patient_index, _H + "administrativeGenderCode"), "administrativeGenderCode",
+    gender = r.code(patient_index.get("{urn:hl7-org:v3}administrativeGenderCode", _NONE)[0], "administrativeGenderCode",
                     "administrativeGenderCode")
-    guardians = tuple(g for g in (_guardian(e, r) for e in patient_index.get(_H + "guardian", _NO_ELEMENTS))
+    guardians = tuple(g for g in (_guardian(e, r) for e in patient_index.get("{urn:hl7-org:v3}guardian", _NO_ELEMENTS))
                       if g is not None)
-    birth_addr = _path(patient_index.get(_H + "birthplace", _NO_ELEMENTS), (_H + "place", _H + "addr"))
-    birth_addr_index = _index(birth_addr)
+    birth_addr_index = _index(_path(patient_index.get("{urn:hl7-org:v3}birthplace", _NO_ELEMENTS),
+                                    ("{urn:hl7-org:v3}place", "{urn:hl7-org:v3}addr")))
     return Person(
         mdph_individual_id=mdph_id,
         ins=ins,
@@ -695,11 +701,11 @@ def _person(root: _Index, sections: list[tuple[etree._Element, _Index]], r: _Rea
         given_names=tuple(givens),
         first_given_name=first_given,
         used_given_name=used_given,
-        prefix=r.text(_first(name_index, _H + "prefix")) if name is not None else None,
+        prefix=_text(name_index.get("{urn:hl7-org:v3}prefix", _NONE)[0]) if name is not None else None,
         gender=gender.code if gender is not None else None,
-        birth_date=r.date(r.attr(_first(patient_index, _H + "birthTime"), "value"), "birthTime"),
-        birth_place_code=r.text(_first(birth_addr_index, _H + "county")) if birth_addr is not None else None,
-        birth_place_city=r.text(_first(birth_addr_index, _H + "city")) if birth_addr is not None else None,
+        birth_date=r.date(_attr(patient_index.get("{urn:hl7-org:v3}birthTime", _NONE)[0], "value"), "birthTime"),
+        birth_place_code=_text(birth_addr_index.get("{urn:hl7-org:v3}county", _NONE)[0]),
+        birth_place_city=_text(birth_addr_index.get("{urn:hl7-org:v3}city", _NONE)[0]),
         address=address,
         telecoms=telecoms,
         insurer_name=insurer_name,
@@ -724,7 +730,7 @@ def _right(element: etree._Element, r: _Reader) -> DroitPrestation | None:
         r.warn("droitPrestation: without typeDroitOuPrestation, ignored")
         return None
     caracterisation = None
-    car = _first(index, _C + "caracterisation")
+    car = index.get("{urn:cnsaSDO}caracterisation", _NONE)[0]
     if car is not None:
         car_index = _index(car)
         niveau = r.cnsa(car_index, "niveau", "caracterisation/niveau")
@@ -734,17 +740,18 @@ def _right(element: etree._Element, r: _Reader) -> DroitPrestation | None:
             caracterisation = Caracterisation(
                 niveau=niveau,
                 motif=r.cnsa(car_index, "motif", "caracterisation/motif"),
-                date_mise_a_jour=r.date(r.attr(_first(car_index, _C + "dateMiseAJour"), "value"), "dateMiseAJour"),
+                date_mise_a_jour=r.date(_attr(car_index.get("{urn:cnsaSDO}dateMiseAJour", _NONE)[0], "value"),
+                                        "dateMiseAJour"),
             )
-    d = _index(_first(index, _C + "detailTypeDroitPrestation"))
+    d = _index(index.get("{urn:cnsaSDO}detailTypeDroitPrestation", _NONE)[0])
     prises = []
-    for pec in d.get(_C + "priseEnCharge", _NO_ELEMENTS):
+    for pec in d.get("{urn:cnsaSDO}priseEnCharge", _NO_ELEMENTS):
         pec_index = _index(pec)
         quantification = None
-        quant = _first(pec_index, _C + "quantification")
+        quant = pec_index.get("{urn:cnsaSDO}quantification", _NONE)[0]
         if quant is not None:
             quant_index = _index(quant)
-            raw = r.attr(_first(quant_index, _C + "nombre"), "value")
+            raw = _attr(quant_index.get("{urn:cnsaSDO}nombre", _NONE)[0], "value")
             try:
                 nombre = float(raw) if raw is not None else None
             except ValueError:
@@ -759,36 +766,38 @@ def _right(element: etree._Element, r: _Reader) -> DroitPrestation | None:
                 )
         prises.append(PriseEnCharge(mode=r.cnsa(pec_index, "modePriseEnCharge"), quantification=quantification))
     id_nats = []
-    for id_nat in d.get(_C + "idNat", _NO_ELEMENTS):
-        value = r.attr(id_nat, "extension")
+    for id_nat in d.get("{urn:cnsaSDO}idNat", _NO_ELEMENTS):
+        value = _attr(id_nat, "extension")
         if value is None:
             r.warn("detailTypeDroitPrestation/idNat: without @extension")
             continue
         if id_nat.get("root") != c.OID_ID_NAT_STRUCT:
             r.warn(f"idNat: root is not {c.OID_ID_NAT_STRUCT}")
         id_nats.append(value)
-    nb_jours_el = _first(d, _C + "nbJoursDerogationAccueilTemporaire")
+    nb_jours_el = d.get("{urn:cnsaSDO}nbJoursDerogationAccueilTemporaire", _NONE)[0]
     if nb_jours_el is None:
-        nb_jours_el = _first(d, _C + "nbJourDerogationAccueilTemporaire")
+        nb_jours_el = d.get("{urn:cnsaSDO}nbJourDerogationAccueilTemporaire", _NONE)[0]
     right = DroitPrestation(
         type_droit=type_droit,
         nature=r.cnsa(index, "natureDroit"),
-        date_ouverture=r.date(r.attr(_first(index, _C + "dateOuvertureDuDroit"), "value"), "dateOuvertureDuDroit"),
-        date_echeance=r.date(r.attr(_first(index, _C + "dateEcheanceDuDroit"), "value"), "dateEcheanceDuDroit"),
+        date_ouverture=r.date(_attr(index.get("{urn:cnsaSDO}dateOuvertureDuDroit", _NONE)[0], "value"),
+                              "dateOuvertureDuDroit"),
+        date_echeance=r.date(_attr(index.get("{urn:cnsaSDO}dateEcheanceDuDroit", _NONE)[0], "value"),
+                             "dateEcheanceDuDroit"),
         qualification=r.cnsa(index, "qualification"),
-        amendement_creton=r.boolean(_first(index, _C + "amendementCreton"), "amendementCreton"),
-        existence_pag=r.boolean(_first(index, _C + "existencePAG"), "existencePAG"),
+        amendement_creton=r.boolean(index.get("{urn:cnsaSDO}amendementCreton", _NONE)[0], "amendementCreton"),
+        existence_pag=r.boolean(index.get("{urn:cnsaSDO}existencePAG", _NONE)[0], "existencePAG"),
         motif_fin_pag=r.cnsa(index, "motifFinPAG"),
         caracterisation=caracterisation,
         precision_orientation=r.cnsa(d, "precisionOrientation"),
-        precision_orientation_locale=r.text(_first(d, _C + "precisionOrientationLocale")),
+        precision_orientation_locale=_text(d.get("{urn:cnsaSDO}precisionOrientationLocale", _NONE)[0]),
         temporalite_accueil=r.cnsa(d, "temporaliteAccueil"),
-        accueil_sequentiel=r.boolean(_first(d, _C + "accueilSequentiel"), "accueilSequentiel"),
+        accueil_sequentiel=r.boolean(d.get("{urn:cnsaSDO}accueilSequentiel", _NONE)[0], "accueilSequentiel"),
         id_nat_structs=tuple(id_nats),
         categorie_etablissement=r.cnsa(d, "categorieEtablissement"),
         categorie_organisation=r.cnsa(d, "categorieOrganisation"),
         specialisation=r.cnsa(d, "specialisationPriseEnCharge"),
-        formations=tuple(t for t in (r.text(f) for f in d.get(_C + "formation", _NO_ELEMENTS)) if t is not None),
+        formations=tuple(t for t in (_text(f) for f in d.get("{urn:cnsaSDO}formation", _NO_ELEMENTS)) if t is not None),
         mode_entree_ditep=r.cnsa(d, "modeEntreeDITEP"),
         nb_jours_derogation=r.integer(nb_jours_el, "nbJoursDerogationAccueilTemporaire"),
         prises_en_charge=tuple(prises),
@@ -802,20 +811,20 @@ def _decision(sections: list[tuple[etree._Element, _Index]], header: DocumentHea
     element = None
     for _, section in sections:
         if _has_template(section, c.SECTION_DECISION):
-            element = _first(section, _C + "decision")
+            element = section.get("{urn:cnsaSDO}decision", _NONE)[0]
             break
     if element is None:
         raise DocumentError("decision section (1.2.250.1.213.1.1.2.235) with cnsaSDO:decision is missing",
                             reason="missing-identifier")
     index = _index(element)
-    ident = r.ii(_first(index, _C + "identifiantDecision"))
+    ident = r.ii(index.get("{urn:cnsaSDO}identifiantDecision", _NONE)[0])
     if ident is None or ident.extension is None:
         raise DocumentError("cnsaSDO:identifiantDecision/@extension (idDecision) is missing",
                             reason="missing-identifier")
     if ident.root is None or not ident.root.startswith(c.MDPH_ARC):
         r.warn("identifiantDecision: root is not an MDPH OID")
     motivations = tuple(m for m in (r.code(e, "motivation", "motivation")
-                                    for e in index.get(_C + "motivation", _NO_ELEMENTS)) if m is not None)
+                                    for e in index.get("{urn:cnsaSDO}motivation", _NO_ELEMENTS)) if m is not None)
     if not motivations:
         r.warn("decision: no motivation")
     decision = Decision(
@@ -823,18 +832,18 @@ def _decision(sections: list[tuple[etree._Element, _Index]], header: DocumentHea
         id_decision=ident.extension,
         id_decision_root=ident.root,
         type_decision=r.cnsa(index, "typeDeDecision"),
-        date_decision=r.date(r.attr(_first(index, _C + "dateDeDecision"), "value"), "dateDeDecision"),
-        date_effet_cloture=r.date(r.attr(_first(index, _C + "dateEffetDeLaDecisionDeCloture"), "value"),
+        date_decision=r.date(_attr(index.get("{urn:cnsaSDO}dateDeDecision", _NONE)[0], "value"), "dateDeDecision"),
+        date_effet_cloture=r.date(_attr(index.get("{urn:cnsaSDO}dateEffetDeLaDecisionDeCloture", _NONE)[0], "value"),
                                   "dateEffetDeLaDecisionDeCloture"),
         related_decisions=tuple(i for i in (r.ii(e) for e in index.get(
-            _C + "identifiantDesDecisionsReviseesRenouveleesCloturees", _NO_ELEMENTS)) if i is not None),
-        id_nat_tiers=r.attr(_first(index, _C + "idNat"), "extension"),
+            "{urn:cnsaSDO}identifiantDesDecisionsReviseesRenouveleesCloturees", _NO_ELEMENTS)) if i is not None),
+        id_nat_tiers=_attr(index.get("{urn:cnsaSDO}idNat", _NONE)[0], "extension"),
         motivations=motivations,
-        motivations_locales=tuple(t for t in (r.text(e) for e in index.get(_C + "motivationLocale", _NO_ELEMENTS))
-                                  if t is not None),
+        motivations_locales=tuple(t for t in (_text(e) for e in index.get("{urn:cnsaSDO}motivationLocale",
+                                                                           _NO_ELEMENTS)) if t is not None),
         precision_reponse_revision=r.cnsa(index, "precisionReponseRevisionTiers"),
-        precision_locale=r.text(_first(index, _C + "precisionLocale")),
-        rights=tuple(d for d in (_right(e, r) for e in index.get(_C + "droitPrestation", _NO_ELEMENTS))
+        precision_locale=_text(index.get("{urn:cnsaSDO}precisionLocale", _NONE)[0]),
+        rights=tuple(d for d in (_right(e, r) for e in index.get("{urn:cnsaSDO}droitPrestation", _NO_ELEMENTS))
                      if d is not None),
         version_number=header.version_number,
     )
@@ -858,32 +867,32 @@ def _evaluation(sections: list[tuple[etree._Element, _Index]], r: _Reader) -> Ev
     if section is None:
         r.warn("evaluation section (1.2.250.1.213.1.1.2.229) missing")
         return Evaluation(date_mise_a_jour=None)
-    when = r.date(r.text(_first(section, _H + "text")), "evaluation date (section text)")
+    when = r.date(_text(section.get("{urn:hl7-org:v3}text", _NONE)[0]), "evaluation date (section text)")
     observations = []
-    for sub in _all(section.get(_H + "component", _NO_ELEMENTS), _H + "section"):
+    for sub in _all(section.get("{urn:hl7-org:v3}component", _NO_ELEMENTS), "{urn:hl7-org:v3}section"):
         sub_index = _index(sub)
-        sub_templates = [t.get("root") or "" for t in sub_index.get(_H + "templateId", _NO_ELEMENTS)]
+        sub_templates = [t.get("root") or "" for t in sub_index.get("{urn:hl7-org:v3}templateId", _NO_ELEMENTS)]
         sub_template = next((t for t in sub_templates if t in c.EVALUATION_SECTIONS), None)
         if sub_template is None:
             r.warn("evaluation: unknown sub-section template")
             sub_template = sub_templates[0] if sub_templates else ""
-        for observation in _all(sub_index.get(_H + "entry", _NO_ELEMENTS), _H + "observation"):
+        for observation in _all(sub_index.get("{urn:hl7-org:v3}entry", _NO_ELEMENTS), "{urn:hl7-org:v3}observation"):
             obs_index = _index(observation)
-            templates = [t.get("root") or "" for t in obs_index.get(_H + "templateId", _NO_ELEMENTS)]
+            templates = [t.get("root") or "" for t in obs_index.get("{urn:hl7-org:v3}templateId", _NO_ELEMENTS)]
             entry_template = next((t for t in templates if t in c.EVALUATION_ENTRIES), None)
             entry = c.EVALUATION_ENTRIES.get(entry_template or "")
             if entry is None:
                 r.warn("evaluation: unknown entry template")
                 entry_template = next((t for t in templates if t != c.TEMPLATE_CDA_OBSERVATION), "")
-            value_el = _first(obs_index, _H + "value")
-            value = r.attr(value_el, "code")
+            value_el = obs_index.get("{urn:hl7-org:v3}value", _NONE)[0]
+            value = _attr(value_el, "code")
             if value is None:
                 r.warn("evaluation: observation without value code, ignored")
                 continue
-            system = r.attr(value_el, "codeSystem")
+            system = _attr(value_el, "codeSystem")
             if entry is not None and system != entry.code_system:
                 r.warn(f"{entry.label}: code system {system!r} instead of {entry.code_system}")
-            label = r.text(_path(obs_index.get(_H + "code", _NO_ELEMENTS), (_H + "originalText",)))
+            label = _text(_path(obs_index.get("{urn:hl7-org:v3}code", _NO_ELEMENTS), ("{urn:hl7-org:v3}originalText",)))
             observations.append(EvaluationObservation(
                 section_template=sub_template,
                 entry_template=entry_template or "",

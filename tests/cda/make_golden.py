@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from cda_helpers import NOW, alter, remove, set_attr  # noqa: E402
+from cda_helpers import LEGACY, NOW, alter, remove, set_attr  # noqa: E402
 from lxml import etree  # noqa: E402
 
 from vtdui.cda.parse import parse_document  # noqa: E402
@@ -35,8 +35,6 @@ GOLDEN = HERE / "data" / "golden_records.jsonl.gz"
 
 def documents() -> Iterator[tuple[str, bytes]]:
     """Yield ``(name, bytes)`` for every golden document, in a fixed order."""
-    from test_hostile import LEGACY
-
     dataset = Dataset.generate(seed=42, n_decisions=12, now=NOW)
     for index, sim in enumerate(dataset.decisions):
         yield f"seed42-{index}-decision", sim.decision_cda()

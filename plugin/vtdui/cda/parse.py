@@ -171,6 +171,8 @@ def _check_encoding(xml: bytes) -> None:
 
 
 _THREAD = threading.local()
+_CODE_SYSTEM_OF = c.CODE_SYSTEM_OF
+_KNOWN_CODES = c.KNOWN_CODES
 
 
 def _tree_parser() -> etree.XMLParser:
@@ -238,28 +240,30 @@ def _load_streaming(xml: bytes, limits: Limits) -> etree._Element:
 def _load(xml: bytes, limits: Limits) -> etree._Element:
     """Check and parse ``xml``; return the root element.
 
-    The element and depth limits are enforced without a Python-level pass over the document where the bytes
-    alone prove them: every element owns at least four bytes (``<a/>``) and one ``<``, and an element at depth
-    ``d`` is inside ``d - 1`` elements that each end with ``</``. Only when these bounds exceed a limit is the
-    document counted exactly: elements by a streaming parse that stops at the limit, depth by an XPath probe
-    on the tree (libxml2 itself refuses nesting beyond 256 levels, so that tree stays small).
+    The element and depth limits are enforced without a Python-level pass over the document where one count
+    of its ``<`` proves them: every element starts with its own ``<``, and an element at depth ``d`` lies
+    inside ``d - 1`` elements that each have a start and an end tag, so ``d <= (count + 1) // 2`` (markup in
+    comments or CDATA only raises the count). Only when a bound exceeds its limit is the document checked
+    exactly: elements by a streaming parse that stops at the limit (the tree of a hostile document is never
+    built), depth by an XPath probe on the tree (libxml2 itself refuses nesting beyond 256 levels).
     """
     if not isinstance(xml, bytes | bytearray | memoryview):
         raise DocumentError(f"document must be bytes, not {type(xml).__name__}", reason="xml-syntax")
     xml = bytes(xml)
     if len(xml) > limits.max_bytes:
         raise DocumentError(f"document exceeds {limits.max_bytes} bytes", reason="too-large")
-    if not xml.strip():
+    if not xml or xml.isspace():  # as `not xml.strip()`, without copying the document
         raise DocumentError("document is empty", reason="xml-syntax")
     _check_encoding(xml)
-    if len(xml) // 4 > limits.max_elements and xml.count(b"<") > limits.max_elements:
+    angles = xml.count(b"<")
+    if angles > limits.max_elements:
         root = _load_streaming(xml, limits)
     else:
         try:
             root = etree.fromstring(xml, _tree_parser())
         except etree.XMLSyntaxError as exc:
             raise _syntax_error(exc) from None
-        if xml.count(b"</") + 1 > limits.max_depth and _depth_probe(limits.max_depth)(root):
+        if (angles + 1) // 2 > limits.max_depth and _depth_probe(limits.max_depth)(root):
             raise DocumentError(f"element nesting deeper than {limits.max_depth}", reason="too-deep")
     docinfo = root.getroottree().docinfo
     # Defence in depth: the scan above already refuses any DOCTYPE.
@@ -369,33 +373,40 @@ class _Reader:
         """Read a coded element; ``local`` is its local name when the caller knows it (saves reading the tag)."""
         if element is None:
             return None
-        value = _attr(element, "code")
+        # _attr() written out: this runs for every coded element
+        value = element.get("code")
+        if value is not None:
+            value = value.strip() or None
         if value is None:
             if element.get("nullFlavor") is None:
                 self.warn(f"{where}: coded element without @code")
             return None
-        system = _attr(element, "codeSystem")
+        system = element.get("codeSystem")
+        if system is not None:
+            system = system.strip() or None
         display = element.get("displayName")
-        expected = c.CODE_SYSTEM_OF.get(local if local is not None else element.tag.rpartition("}")[2])
+        expected = _CODE_SYSTEM_OF.get(local if local is not None else element.tag.rpartition("}")[2])
         if expected is not None and system != expected:
             self.warn(f"{where}: code system {system!r} instead of {expected}")
-        known = c.KNOWN_CODES.get(system or "")
+        known = _KNOWN_CODES.get(system or "")
         if known is not None and value not in known:
             self.warn(f"{where}: unknown code {value!r} in {system}")
         return Code(value, system, display)
 
     def cnsa(self, index: _Index, local: str, where: str | None = None) -> Code | None:
         """The coded child ``cnsaSDO:<local>`` found in ``index``."""
-        return self.code(index.get("{urn:cnsaSDO}" + local, _NONE)[0], where or local, local)
+        element = index.get("{urn:cnsaSDO}" + local)
+        if element is None:
+            return None
+        return self.code(element[0], where or local, local)
 
     def date(self, value: str | None, where: str) -> date | None:
         if value is None:
             return None
-        parsed = _parse_ts(value)
+        parsed = _parse_date(value)
         if parsed is None:
             self.warn(f"{where}: invalid HL7 date")
-            return None
-        return parsed.date()
+        return parsed
 
     def ts(self, value: str | None, where: str) -> datetime | None:
         if value is None:
@@ -475,6 +486,20 @@ _TS_RE = re.compile(
 )
 
 
+_ZONES: dict[str, timezone] = {}
+
+
+def _parse_date(value: str) -> date | None:
+    """The date of an HL7 TS, as ``_parse_ts(value).date()``; ``yyyymmdd``, the usual form, read directly."""
+    if len(value) == 8 and value.isdecimal():  # isdecimal: the digits the regular expression's \d accepts
+        try:
+            return date(int(value[:4]), int(value[4:6]), int(value[6:]))
+        except ValueError:
+            return None
+    parsed = _parse_ts(value)
+    return parsed.date() if parsed is not None else None
+
+
 def _parse_ts(value: str) -> datetime | None:
     """Parse an HL7 TS (``yyyy[mm[dd[hh[mm[ss[.f]]]]]][+zzzz]``); ``None`` if invalid."""
     match = _TS_RE.match(value.strip())
@@ -483,11 +508,14 @@ def _parse_ts(value: str) -> datetime | None:
     year, month, day, hour, minute, second, offset = match.groups()
     tz = None
     if offset is not None:
-        sign = -1 if offset[0] == "-" else 1
-        minutes = int(offset[1:3]) * 60 + int(offset[3:5])
-        if minutes >= 24 * 60:
-            return None
-        tz = timezone(sign * timedelta(minutes=minutes))
+        tz = _ZONES.get(offset)
+        if tz is None:
+            sign = -1 if offset[0] == "-" else 1
+            minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+            if minutes >= 24 * 60:
+                return None
+            # at most 2 x 24 x 100 offsets (the regular expression allows 4 digits), so the cache stays small
+            tz = _ZONES[offset] = timezone(sign * timedelta(minutes=minutes))
     try:
         return datetime(int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
                         int(second or 0), tzinfo=tz)

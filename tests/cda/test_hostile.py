@@ -298,9 +298,9 @@ def test_legacy_sample_shape_is_read_with_warnings() -> None:
 
 
 # --- each limit holds on every parsing path ------------------------------------------------------------
-# The element and depth limits are proved from the bytes when they can be (each element owns four bytes and
-# one "<"; depth is at most the number of "</" plus one), else checked exactly: a streaming parse that stops
-# at the element limit, an XPath probe for the depth. These tests find the exact boundaries on both paths.
+# The element and depth limits are proved from one count of "<" when they can be (each element has its own
+# "<"; an element at depth d needs at least 2d - 1 of them), else checked exactly: a streaming parse that stops
+# at the element limit, an XPath probe for the depth. These tests find the exact boundaries on every path.
 
 ROOT_OPEN = b'<ClinicalDocument xmlns="urn:hl7-org:v3">'
 ROOT_CLOSE = b"</ClinicalDocument>"
@@ -323,8 +323,8 @@ def test_depth_limit_is_exact(limit: int) -> None:
     refused(nested(limit + 1), "too-deep", limits=Limits(max_depth=limit))
 
 
-def test_depth_limit_when_end_tags_outnumber_it() -> None:
-    # 100 end tags at depth 2: the bound from the bytes is loose, the exact probe lets the document through
+def test_depth_limit_when_the_bound_from_the_bytes_is_loose() -> None:
+    # 100 elements at depth 2: the bound from the "<" count is 100, the exact probe lets the document through
     wide = ROOT_OPEN + b"<a>x</a>" * 100 + ROOT_CLOSE
     refused(wide, "not-cda", limits=Limits(max_depth=2))
     refused(wide, "too-deep", limits=Limits(max_depth=1))
@@ -349,8 +349,8 @@ def test_default_element_limit_is_exact() -> None:
     refused(flat(default + 1), "too-many-elements")
 
 
-def test_element_limit_with_text_that_loosens_the_byte_bound() -> None:
-    # long texts make the four-bytes bound useless; comments full of "<" make the "<" bound useless too
+def test_element_limit_with_comments_that_loosen_the_bound() -> None:
+    # comments full of "<" make the count of "<" exceed the limit: the exact streaming count decides
     filler = b"<a>" + b"x" * 200 + b"</a><!-- <<<< -->"
     xml = ROOT_OPEN + filler * 30 + ROOT_CLOSE  # 31 elements
     refused(xml, "not-cda", limits=Limits(max_elements=31))

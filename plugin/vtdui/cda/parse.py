@@ -3,7 +3,11 @@
 The bytes are untrusted. Before lxml sees them they are size-checked, their encoding is checked
 (UTF-8 or ISO-8859-1 only, and the bytes must decode with the declared encoding) and any DTD or
 entity declaration is refused. lxml then runs with entity resolution, DTD loading and network access
-off, and a streaming pass stops the parse as soon as the element depth or count exceeds the limits.
+off. The element depth and count limits hold for every document: one count of its ``<`` bounds both; when
+the bound exceeds the element limit a streaming parse stops as soon as the count (or depth) passes it, and
+when it exceeds the depth limit an XPath probe measures the depth of the parsed tree (see :func:`_load`).
+The extraction reads each element's children once, by tag (see "Tree access"): lxml's ``find`` re-reads
+its path on every call and cost more than the parse itself.
 
 Every refusal raises :class:`vtdui.errors.DocumentError` whose ``reason`` is one of:
 

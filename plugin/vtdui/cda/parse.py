@@ -76,9 +76,12 @@ __all__ = [
     "parse_evaluation",
 ]
 
-_NS = {"h": c.CDA_NS, "c": c.CNSA_NS}
 _H = "{" + c.CDA_NS + "}"
 _C = "{" + c.CNSA_NS + "}"
+# The extraction writes its tags as literals ("{urn:hl7-org:v3}id"): constants cost nothing on the hot path,
+# a concatenation per lookup did. They must be the namespaces of vtdui.cda.codes.
+if (_H, _C) != ("{urn:hl7-org:v3}", "{urn:cnsaSDO}"):  # pragma: no cover - a guard against a silent mismatch
+    raise ImportError("vtdui.cda.parse: the literal CDA tags no longer match vtdui.cda.codes")
 _CHUNK = 64 * 1024
 
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import base64
+import http.server
+import random
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import ClassVar
 
 import pytest
-from cda_helpers import NS, alter, remove, set_attr
+from cda_helpers import LEGACY, NS, alter, remove, set_attr
 from lxml import etree
 
+from vtdui.cda import parse
 from vtdui.cda.parse import Limits, decode_attachment, parse_decision, parse_document, parse_evaluation
 from vtdui.errors import DocumentError
+from vtdui.simulator.dataset import Dataset
 
 
 def refused(xml: bytes, reason: str, **kwargs: object) -> DocumentError:
@@ -266,65 +275,6 @@ def test_warnings_never_carry_personal_data(decision_xml: bytes) -> None:
             assert secret not in warning
 
 
-# A legacy document shaped like the IG's 2024 sample (hand-written here): social-security number as
-# text, identifiantDecision rooted at the template OID, "nbJour" spelling, gender from an old system.
-LEGACY = b"""<?xml version="1.0" encoding="UTF-8"?>
-<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:cnsaSDO="urn:cnsaSDO"
-    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
-  <realmCode code="FR"/>
-  <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
-  <templateId root="1.2.250.1.213.1.1.1.4.8"/>
-  <templateId root="2.16.840.1.113883.10.12.2"/>
-  <id root="11111111-2222-3333-4444-555555555555" extension="007"/>
-  <code code="18825-0" codeSystem="2.16.840.1.113883.4.642.3.240"/>
-  <title>Test</title>
-  <effectiveTime value="20240301"/>
-  <confidentialityCode code="N" codeSystem="2.16.840.1.113883.5.25"/>
-  <setId root="11111111-2222-3333-4444-555555555555" extension="NAT-0001"/>
-  <versionNumber value="2"/>
-  <recordTarget><patientRole>
-    <id extension="IND-1" root="1.2.250.1.213.7.24"/>
-    <cnsaSDO:numSecuriteSocialeOuvrantDroit>1 84 12 76 451 089 46</cnsaSDO:numSecuriteSocialeOuvrantDroit>
-    <cnsaSDO:idMDPHResponsable extension="22-COTES D ARMOR" root="1.2.250.1.213.7.24"/>
-    <patient>
-      <name><family qualifier="BR">Test</family><given>Alpha Beta</given><given qualifier="BR">Alpha</given></name>
-      <administrativeGenderCode code="M" codeSystem="1.2.250.1.213.2.53"/>
-      <birthTime value="19840101"/>
-    </patient>
-  </patientRole></recordTarget>
-  <relatedDocument typeCode="RPLC"><parentDocument><id root="11111111-2222-3333-4444-555555555555"
-    extension="006"/></parentDocument></relatedDocument>
-  <component><structuredBody><component><section>
-    <templateId root="1.2.250.1.213.1.1.2.235"/>
-    <cnsaSDO:decision>
-      <cnsaSDO:identifiantDecision root="1.2.250.1.213.1.1.1.4.8" extension="DEC-1"/>
-      <cnsaSDO:typeDeDecision code="1" codeSystem="1.2.250.1.213.3.3.202"/>
-      <cnsaSDO:dateDeDecision value="20240215"/>
-      <cnsaSDO:motivation code="364" codeSystem="1.2.250.1.213.3.3.148"/>
-      <cnsaSDO:droitPrestation>
-        <cnsaSDO:typeDroitOuPrestation code="13.2" codeSystem="1.2.250.1.213.3.3.204"/>
-        <cnsaSDO:natureDroit code="1" codeSystem="1.2.250.1.213.3.3.151"/>
-        <cnsaSDO:dateOuvertureDuDroit value="20240301"/>
-        <cnsaSDO:dateEcheanceDuDroit value="20290228"/>
-        <cnsaSDO:qualification code="1" codeSystem="1.2.250.1.213.3.3.171"/>
-        <cnsaSDO:existencePAG value="true"/>
-        <cnsaSDO:detailTypeDroitPrestation>
-          <cnsaSDO:temporaliteAccueil code="01" codeSystem="1.2.250.1.213.3.3.31"/>
-          <cnsaSDO:nbJourDerogationAccueilTemporaire value="16"/>
-          <cnsaSDO:priseEnCharge>
-            <cnsaSDO:modePriseEnCharge code="46" codeSystem="1.2.250.1.213.3.3.13"/>
-            <cnsaSDO:quantification><cnsaSDO:nombre value="15"/>
-              <cnsaSDO:unite code="2" codeSystem="1.2.250.1.213.3.3.211"/>
-              <cnsaSDO:periodicite code="3" codeSystem="1.2.250.1.213.3.3.163"/></cnsaSDO:quantification>
-          </cnsaSDO:priseEnCharge>
-        </cnsaSDO:detailTypeDroitPrestation>
-      </cnsaSDO:droitPrestation>
-    </cnsaSDO:decision>
-  </section></component></structuredBody></component>
-</ClinicalDocument>
-"""
-
-
 def test_legacy_sample_shape_is_read_with_warnings() -> None:
     doc = parse_decision(LEGACY)
     assert doc.id_nat_decision == "NAT-0001"
@@ -345,3 +295,230 @@ def test_legacy_sample_shape_is_read_with_warnings() -> None:
     assert "legacy text form" in joined
     assert "administrativeGenderCode" not in joined  # the gender code itself is known; only the system is old
     assert "1 84 12" not in joined
+
+
+# --- each limit holds on every parsing path ------------------------------------------------------------
+# The element and depth limits are proved from one count of "<" when they can be (each element has its own
+# "<"; an element at depth d needs at least 2d - 1 of them), else checked exactly: a streaming parse that stops
+# at the element limit, an XPath probe for the depth. These tests find the exact boundaries on every path.
+
+ROOT_OPEN = b'<ClinicalDocument xmlns="urn:hl7-org:v3">'
+ROOT_CLOSE = b"</ClinicalDocument>"
+
+
+def nested(depth: int, padding: bytes = b"") -> bytes:
+    """A document whose deepest element lies at ``depth`` (the root is at depth 1)."""
+    return ROOT_OPEN + padding + b"<a>" * (depth - 1) + b"</a>" * (depth - 1) + ROOT_CLOSE
+
+
+def flat(elements: int) -> bytes:
+    """A document of ``elements`` elements, the root included, all at depth 2 or less."""
+    return ROOT_OPEN + b"<a/>" * (elements - 1) + ROOT_CLOSE
+
+
+@pytest.mark.parametrize("limit", [2, 8, 64, 200])
+def test_depth_limit_is_exact(limit: int) -> None:
+    # at the limit the document passes the depth check and is refused later, for not being a CDA
+    refused(nested(limit), "not-cda", limits=Limits(max_depth=limit))
+    refused(nested(limit + 1), "too-deep", limits=Limits(max_depth=limit))
+
+
+def test_depth_limit_when_the_bound_from_the_bytes_is_loose() -> None:
+    # 100 elements at depth 2: the bound from the "<" count is 100, the exact probe lets the document through
+    wide = ROOT_OPEN + b"<a>x</a>" * 100 + ROOT_CLOSE
+    refused(wide, "not-cda", limits=Limits(max_depth=2))
+    refused(wide, "too-deep", limits=Limits(max_depth=1))
+
+
+def test_depth_limit_on_the_streaming_path() -> None:
+    # more "<" than max_elements: the streaming parse runs, and stops on depth first
+    limits = Limits(max_depth=10, max_elements=15)
+    refused(nested(11), "too-deep", limits=limits)
+    refused(nested(10), "not-cda", limits=limits)
+
+
+@pytest.mark.parametrize("limit", [1, 10, 1000])
+def test_element_limit_is_exact(limit: int) -> None:
+    refused(flat(limit), "not-cda", limits=Limits(max_elements=limit))
+    refused(flat(limit + 1), "too-many-elements", limits=Limits(max_elements=limit))
+
+
+def test_default_element_limit_is_exact() -> None:
+    default = Limits().max_elements
+    refused(flat(default), "not-cda")
+    refused(flat(default + 1), "too-many-elements")
+
+
+def test_element_limit_with_comments_that_loosen_the_bound() -> None:
+    # comments full of "<" make the count of "<" exceed the limit: the exact streaming count decides
+    filler = b"<a>" + b"x" * 200 + b"</a><!-- <<<< -->"
+    xml = ROOT_OPEN + filler * 30 + ROOT_CLOSE  # 31 elements
+    refused(xml, "not-cda", limits=Limits(max_elements=31))
+    refused(xml, "too-many-elements", limits=Limits(max_elements=30))
+
+
+def _random_document(rng: random.Random) -> tuple[bytes, int, int]:
+    """A random well-formed document with its true element count and depth."""
+    count = 1
+    deepest = 1
+    parts = [ROOT_OPEN]
+
+    def grow(depth: int) -> None:
+        nonlocal count, deepest
+        for _ in range(rng.randint(0, 4)):
+            if count >= 400:
+                return
+            count += 1
+            deepest = max(deepest, depth + 1)
+            choice = rng.random()
+            if choice < 0.3:
+                parts.append(b"<e/>")
+            elif choice < 0.5:
+                parts.append(b"<t>" + b"x" * rng.randint(0, 300) + b"</t><!-- </ -->")
+            else:
+                parts.append(b"<n>")
+                if depth < 40:
+                    grow(depth + 1)
+                parts.append(b"</n>")
+
+    grow(1)
+    parts.append(ROOT_CLOSE)
+    return b"".join(parts), count, deepest
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_limits_match_the_true_count_and_depth(seed: int) -> None:
+    rng = random.Random(seed)
+    xml, count, depth = _random_document(rng)
+    for max_elements in (count - 1, count, max(1, count // 2)):
+        for max_depth in (depth - 1, depth, max(1, depth // 2)):
+            limits = Limits(max_depth=max(1, max_depth), max_elements=max(1, max_elements))
+            with pytest.raises(DocumentError) as info:
+                parse_document(xml, limits=limits)
+            deep = depth > limits.max_depth
+            many = count > limits.max_elements
+            if deep and many:
+                assert info.value.reason in ("too-deep", "too-many-elements")
+            elif deep:
+                assert info.value.reason == "too-deep"
+            elif many:
+                assert info.value.reason == "too-many-elements"
+            else:
+                assert info.value.reason == "not-cda"
+
+
+# --- more DTD and entity shapes ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("prolog", [
+    b'<!doctype ClinicalDocument SYSTEM "cda.dtd">\n',                      # lower case
+    b'<!-- a comment first --><?pi here?>\n<!DOCTYPE ClinicalDocument>\n',  # after other markup
+    b'<!  DOCTYPE ClinicalDocument>\n',                                       # odd spacing
+    b'<!ENTITY x "y">\n',                                                     # an entity with no DOCTYPE
+])
+def test_every_declaration_shape_is_refused(decision_xml: bytes, prolog: bytes) -> None:
+    head, body = decision_xml.split(b"\n", 1)
+    refused(head + b"\n" + prolog + body, "dtd-forbidden")
+
+
+def test_xinclude_is_not_processed(decision_xml: bytes, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not-for-the-parser")
+    include = (f'<title><xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="{secret.as_uri()}" '
+               'parse="text"/></title>').encode()
+    xml = decision_xml.replace(b"<title>Document Individu et d\xc3\xa9cision</title>", include, 1)
+    assert xml != decision_xml
+    doc = parse_decision(xml)
+    assert doc.header.title is None
+    assert b"not-for-the-parser" not in repr(doc.as_dict()).encode()
+
+
+# --- no network, whatever the document points at --------------------------------------------------------------
+
+class _Counter(http.server.BaseHTTPRequestHandler):
+    paths: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        _Counter.paths.append(self.path)
+        body = b'<!ENTITY leak "fetched">'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def listener() -> Iterator[str]:
+    """A local HTTP server that records every request it gets; yields its base URL."""
+    _Counter.paths = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_listener_answers(listener: str) -> None:
+    """The fixture's server really answers: the tests below would not see a request otherwise."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{listener}/probe", timeout=5) as answer:
+        assert answer.status == 200
+    assert _Counter.paths == ["/probe"]
+
+
+def test_no_request_for_schema_or_xinclude_locations(decision_xml: bytes, listener: str) -> None:
+    xml = decision_xml.replace(
+        b'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"',
+        f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="urn:hl7-org:v3 '
+        f'{listener}/CDA.xsd"'.encode(), 1)
+    xml = xml.replace(b"<title>", f'<title><xi:include xmlns:xi="http://www.w3.org/2001/XInclude" '
+                                  f'href="{listener}/include" parse="text"/>'.encode(), 1)
+    assert listener.encode() in xml
+    parse_decision(xml)
+    assert _Counter.paths == []
+
+
+def test_parsers_themselves_load_no_dtd(decision_xml: bytes, listener: str, tmp_path: Path) -> None:
+    """Defence in depth: a DOCTYPE that got past the scan would still load no DTD, locally or over the network."""
+    dtd = tmp_path / "cda.dtd"
+    dtd.write_text('<!ENTITY leak "fetched">')
+    head, body = decision_xml.split(b"\n", 1)
+    body = body.replace(b"<title>", b"<title>&leak;", 1)
+    for location in (dtd.as_uri(), f"{listener}/cda.dtd"):
+        xml = head + f'\n<!DOCTYPE ClinicalDocument SYSTEM "{location}">\n'.encode() + body
+        refused(xml, "dtd-forbidden")  # the scan, first
+        for load in (lambda x: etree.fromstring(x, parse._tree_parser()),
+                     lambda x: parse._load_streaming(x, Limits())):
+            try:
+                root = load(xml)
+            except (etree.XMLSyntaxError, DocumentError):
+                continue  # refusing is fine too; loading is not
+            assert b"fetched" not in etree.tostring(root)
+    assert _Counter.paths == []
+    # the check can fail: lxml with DTD loading on reads the local DTD and expands the entity
+    unsafe = etree.fromstring(head + f'\n<!DOCTYPE ClinicalDocument SYSTEM "{dtd.as_uri()}">\n'.encode() + body,
+                              etree.XMLParser(load_dtd=True, resolve_entities=True))
+    assert b"fetched" in etree.tostring(unsafe)
+
+
+# --- the per-thread parser ----------------------------------------------------------------------------------
+
+def test_a_refused_document_leaves_the_parser_usable(decision_xml: bytes) -> None:
+    expected = parse_decision(decision_xml)
+    refused(b"<ClinicalDocument xmlns='urn:hl7-org:v3'><title>", "xml-syntax")
+    refused(nested(300), "too-deep")
+    assert parse_decision(decision_xml) == expected
+
+
+def test_threads_parse_side_by_side(dataset: Dataset) -> None:
+    documents = [sim.decision_cda() for sim in dataset.decisions] + [sim.evaluation_cda() for sim in dataset.decisions]
+    expected = [parse_document(xml).as_dict() for xml in documents]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda xml: parse_document(xml).as_dict(), documents * 10))
+    assert results == expected * 10

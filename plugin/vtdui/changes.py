@@ -13,8 +13,11 @@ Rules:
 * one version gives at most one :class:`~vtdui.hookcontext.StatusChange`: when the ESMS and the unit
   parts changed together they travel in the same ESMSTask, as the IG allows; a part that did not
   change is not repeated (ViaTrajectoire would record it as a second event);
-* a status date missing in the work list defaults to the day of the change (``meta.lastUpdated`` of
-  the version), because a unit status needs its ``dateStatutUnite`` (regle-StatutUnite).
+* the status date sent (``dateStatutESMS``, ``dateStatutUnite``) is the date the status took effect
+  (IG: the date of the change), chosen by :func:`status_date`: the date input when this save changed it
+  (the DUI gave the date), else ``Task.lastModified`` when this save moved it forward, else the day HAPI
+  stored the version (``meta.lastUpdated``). The input's old value is never reused: it is the date of
+  the previous status.
 
 Where the work-list Task keeps each field (the default local model, see :mod:`vtdui.mapping.worklist`):
 ESMS status in ``businessStatus`` (TRE_R357), its reason in ``statusReason`` (TRE_R358); everything
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import Any
 
 from vtdui import sdo
@@ -42,6 +46,7 @@ __all__ = [
     "is_own_write",
     "read_worklist_status",
     "reference_of",
+    "status_date",
     "version_of",
     "worklist_key",
 ]
@@ -179,6 +184,41 @@ def read_worklist_status(task: Mapping[str, Any]) -> WorklistStatus:
     )
 
 
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def status_date(before: str | None, after: str | None, previous: Mapping[str, Any] | None,
+                current: Mapping[str, Any]) -> str | None:
+    """The date a status (ESMS or unit) took effect, for a version that changed it.
+
+    1. the date input (``dateStatutESMS`` / ``dateStatutUnite``), when this version changed it: the DUI
+       gave the date of the change;
+    2. else ``Task.lastModified`` (its date, as the DUI wrote it), when this version set it later than
+       the previous version's;
+    3. else the day HAPI stored this version (``meta.lastUpdated``).
+
+    Args:
+        before: the date input of the previous version (``None``: none, or no previous version).
+        after: the date input of this version.
+        previous: the previous version (``None`` for the first one).
+        current: this version.
+    """
+    if after and after != before:
+        return after
+    modified = _instant(current.get("lastModified"))
+    earlier = _instant(previous.get("lastModified")) if previous is not None else None
+    if modified is not None and (earlier is None or modified > earlier):
+        return str(current["lastModified"])[:10]
+    return str((current.get("meta") or {}).get("lastUpdated") or "")[:10] or None
+
+
 def _changed(before: WorklistStatus, after: WorklistStatus, names: tuple[str, ...]) -> bool:
     return any(getattr(before, name) != getattr(after, name) for name in names)
 
@@ -213,7 +253,6 @@ def detect_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any
     finess = after.finess_eg or getattr(establishment, "finess_eg", None)
     if not id_nat or not finess:
         return []
-    day = str((current.get("meta") or {}).get("lastUpdated") or "")[:10] or None
     change = StatusChange(
         id_nat_decision=id_nat,
         id_decision=after.id_decision or id_decision or "",
@@ -222,10 +261,12 @@ def detect_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any
         task_version=version_of(current),
         statut_esms=after.statut_esms if esms else None,
         motif_esms=after.motif_esms if esms else None,
-        date_statut_esms=(after.date_statut_esms or day) if esms else None,
+        date_statut_esms=status_date(before.date_statut_esms, after.date_statut_esms, previous, current)
+        if esms else None,
         statut_unite=after.statut_unite if unit else None,
         motif_unite=after.motif_unite if unit else None,
-        date_statut_unite=(after.date_statut_unite or day) if unit else None,
+        date_statut_unite=status_date(before.date_statut_unite, after.date_statut_unite, previous, current)
+        if unit else None,
         id_unite=after.id_unite if unit else None,
     )
     return [change]

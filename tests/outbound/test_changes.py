@@ -76,6 +76,46 @@ def test_missing_dates_default_to_the_day_of_the_change() -> None:
     assert change.date_statut_esms == "2026-07-01" and change.date_statut_unite == "2026-07-01"
 
 
+def test_status_date_is_the_date_of_the_change_not_the_previous_statuss() -> None:
+    """An item in 39 since 2026-05-01, set to 41 / 152 on 2026-05-12 with its date input untouched."""
+    previous = worklist_task(version="2", statut="39", date="2026-05-01", statut_unite="185", unite="ROR-UNIT-9",
+                             date_unite="2026-05-01", last_updated="2026-05-01T10:00:00.000+02:00")
+    current = worklist_task(version="3", statut="41", motif="152", date="2026-05-01", statut_unite="181",
+                            unite="ROR-UNIT-9", date_unite="2026-05-01", last_updated="2026-05-12T09:30:00.000+02:00")
+    [change] = detect_changes(previous, current, IME)
+    assert (change.date_statut_esms, change.date_statut_unite) == ("2026-05-12", "2026-05-12")
+
+
+def test_status_date_given_by_the_dui_in_the_input_wins() -> None:
+    previous = worklist_task(version="2", statut="39", date="2026-05-01", statut_unite="185", unite="ROR-UNIT-9",
+                             date_unite="2026-05-01")
+    current = worklist_task(version="3", statut="41", motif="152", date="2026-05-10", statut_unite="181",
+                            unite="ROR-UNIT-9", date_unite="2026-05-09", last_updated="2026-05-12T09:30:00.000+02:00")
+    current["lastModified"] = "2026-05-11T08:00:00+02:00"
+    [change] = detect_changes(previous, current, IME)
+    assert (change.date_statut_esms, change.date_statut_unite) == ("2026-05-10", "2026-05-09")
+
+
+def test_status_date_from_task_last_modified_when_the_save_moved_it_forward() -> None:
+    previous = worklist_task(version="2", statut="39", date="2026-05-01", statut_unite="185", unite="ROR-UNIT-9",
+                             date_unite="2026-05-01")
+    previous["lastModified"] = "2026-05-01T10:00:00+02:00"
+    current = worklist_task(version="3", statut="41", motif="152", date="2026-05-01", statut_unite="181",
+                            unite="ROR-UNIT-9", date_unite="2026-05-01", last_updated="2026-05-12T09:30:00.000+02:00")
+    current["lastModified"] = "2026-05-11T23:30:00+02:00"  # the DUI's local date, not UTC's
+    [change] = detect_changes(previous, current, IME)
+    assert (change.date_statut_esms, change.date_statut_unite) == ("2026-05-11", "2026-05-11")
+    # lastModified carried over unchanged by the save: the day HAPI stored the version
+    current["lastModified"] = previous["lastModified"]
+    [change] = detect_changes(previous, current, IME)
+    assert (change.date_statut_esms, change.date_statut_unite) == ("2026-05-12", "2026-05-12")
+    # a first version: its lastModified is the date of the change
+    first = worklist_task(version="1", statut="41", motif="152", last_updated="2026-05-12T09:30:00.000+02:00")
+    first["lastModified"] = "2026-05-11T16:00:00+02:00"
+    [change] = detect_changes(None, first, IME)
+    assert change.date_statut_esms == "2026-05-11"
+
+
 def test_several_quick_changes_are_each_reported_in_order() -> None:
     versions = [worklist_task(version="1", statut="39", source=sdo.PLUGIN_SOURCE)]
     for i, (statut, motif) in enumerate([("40", None), ("41", "151"), ("42", None), ("71", None)], start=2):

@@ -24,6 +24,9 @@ def test_demo_round_trip_then_a_rerun_reuses_the_data(tmp_path: Path) -> None:
     assert re.search(r"work list in HAPI \((\d+) items", output)
     assert int(re.search(r"work list in HAPI \((\d+) items", output).group(1)) >= 12  # type: ignore[union-attr]
     assert "delivery: 1 sent, 0 refused, 0 to retry" in output
+    # through HAPI's Subscription and the receiver, not queued by the demo itself
+    assert re.search(r"HAPI's Subscription delivered it: item \d+ queued after [\d.]+ s", output), output
+    assert re.search(r"save in HAPI -> accepted by ViaTrajectoire: [\d.]+ s", output)
     assert re.search(r"4 ESMSTask\s*│\s*\S+\s*│\s*201\s*│\s*41", output), output
     # flux 5 applied, nothing stored twice
     assert "now: 49 Notification annulée" in output

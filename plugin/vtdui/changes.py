@@ -5,9 +5,12 @@ version from HAPI ``_history``) belongs to the receiver and the reconciliation.
 
 Rules:
 
-* a version written by the plugin itself (``meta.source`` starting with
-  :data:`vtdui.sdo.PLUGIN_SOURCE`: a flux 1 notification, a flux 5 status, a note explaining a
-  refused emission) is never emitted, so nothing echoes back to ViaTrajectoire;
+* a version written by the plugin itself (a flux 1 notification, a flux 5 status, a note explaining a
+  refused emission) is never emitted, so nothing echoes back to ViaTrajectoire. It is recognised by
+  its ``meta.source``: :data:`vtdui.sdo.PLUGIN_SOURCE` with a mark of the version's status fields
+  (:func:`own_write_source`, stamped by :class:`vtdui.store.HapiStore` on every write), so that a DUI
+  screen's save that kept the ``meta`` of the plugin's version (GET, change the status, PUT) no longer
+  matches its mark and is a user change;
 * only the fields flux 4 carries count: ESMS status, reason and date; unit status, reason, date and
   unit. Any other edit of the work-list Task (a note, an assignee) emits nothing;
 * one version gives at most one :class:`~vtdui.hookcontext.StatusChange`: when the ESMS and the unit
@@ -27,8 +30,10 @@ else in ``input`` with the InputTaskSDOCodeSystem codes of ESMSTask. ``input[sta
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,8 +49,10 @@ __all__ = [
     "consent_event",
     "detect_changes",
     "is_own_write",
+    "own_write_source",
     "read_worklist_status",
     "reference_of",
+    "stamp_own_write",
     "status_date",
     "version_of",
     "worklist_key",
@@ -73,12 +80,53 @@ class WorklistStatus:
     id_unite: str | None = None
 
 
+def _fingerprint(resource: Mapping[str, Any]) -> str:
+    """A short digest of what vtdui's own-write mark vouches for: the flux 4 fields of a Task, else the status."""
+    if resource.get("resourceType") == "Task":
+        view: object = {k: v for k, v in asdict(read_worklist_status(resource)).items() if k != "id_decision"}
+    else:
+        view = {"status": resource.get("status")}
+    canonical = json.dumps(view, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:16]
+
+
+def own_write_source(resource: Mapping[str, Any]) -> str:
+    """``meta.source`` for a resource vtdui writes: :data:`~vtdui.sdo.PLUGIN_SOURCE` and the mark of its content.
+
+    The mark is a digest of the fields that decide what a version reports (the flux 4 fields of a work-list
+    Task; the status of anything else). A DUI screen that GETs the Task, changes its status and PUTs it back
+    with the ``meta`` it came with carries a mark that no longer matches: its save is a user change.
+    """
+    return f"{sdo.PLUGIN_SOURCE}:{_fingerprint(resource)}"
+
+
+def stamp_own_write(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """``resource`` with its mark (:func:`own_write_source`) when it carries vtdui's ``meta.source``; else as is."""
+    out = dict(resource)
+    meta = out.get("meta")
+    if isinstance(meta, Mapping) and isinstance(meta.get("source"), str) and \
+            meta["source"].startswith(sdo.PLUGIN_SOURCE):
+        out["meta"] = {**meta, "source": own_write_source(resource)}
+    return out
+
+
 def is_own_write(resource: Mapping[str, Any] | None) -> bool:
-    """Tell whether a resource version was written by the plugin (``meta.source`` is the plugin's)."""
+    """Tell whether a resource version was written by the plugin.
+
+    Its ``meta.source`` is the plugin's with a mark matching the version's own content (HAPI may append
+    ``#<request id>``). A version whose mark does not match is a client's save that kept the ``meta`` of a
+    version vtdui wrote (GET, change, PUT): a user change. The bare plugin source, without a mark (versions
+    written before marks existed, or by a tool stamping the plugin's source by hand), still counts as the plugin's.
+    """
     if not resource:
         return False
     source = (resource.get("meta") or {}).get("source")
-    return isinstance(source, str) and source.startswith(sdo.PLUGIN_SOURCE)
+    if not isinstance(source, str) or not source.startswith(sdo.PLUGIN_SOURCE):
+        return False
+    mark = source[len(sdo.PLUGIN_SOURCE):].split("#", 1)[0]
+    if not mark:
+        return True
+    return mark == f":{_fingerprint(resource)}"
 
 
 def version_of(resource: Mapping[str, Any]) -> str:

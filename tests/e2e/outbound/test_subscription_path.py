@@ -101,3 +101,28 @@ def test_forged_unknown_and_stale_deliveries_are_refused_and_nothing_is_sent(run
     assert outbound.secret not in log
     _no_safety_net(running)
     assert hapi_log.delivery_failures() == []
+
+
+def test_a_screens_get_modify_put_with_the_meta_it_read_is_sent(running: ServiceProcess, env: Env,
+                                                                hapi_log: Any) -> None:
+    """The ordinary save of a DUI screen keeps the ``meta`` it read (vtdui's ``meta.source`` included)."""
+    outbound, decisions = env
+    decision = decisions["blocked"]
+    id_nat = decision["id_nat_decision"]
+    task = _task(outbound, decision, outbound.other_eg)
+    assert task["meta"]["source"].startswith("urn:vtdui:plugin:")  # written by vtdui's inbound cycle
+    changed = copy.deepcopy(task)
+    changed["businessStatus"]["coding"][0]["code"] = "41"
+    changed["statusReason"] = {"coding": [{"system": task["businessStatus"]["coding"][0]["system"].replace(
+        "R357", "R358"), "code": "152"}]}
+    with outbound.fhir() as client:
+        answer = client.put(f"Task/{task['id']}", json=changed)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["meta"]["source"].startswith(task["meta"]["source"].split("#")[0])  # kept as sent
+    wait_for(lambda: outbound.received(id_nat), "the ESMSTask of the save that kept vtdui's meta", timeout=30)
+    assert [status_key(r["body"])[:2] for r in outbound.received(id_nat)] == [("41", "152")]
+    [item] = outbound.outbox_items(id_nat)
+    assert item.origin["via"] == "hook"
+    # vtdui's own writes after it (none here) and the plugin's earlier version were not sent
+    _no_safety_net(running)
+    assert hapi_log.delivery_failures() == []

@@ -19,7 +19,8 @@ for payload-less or hand-made deliveries). The receiver:
 Every answer carries an OperationOutcome (``application/fhir+json``): HAPI's REST-hook client parses
 the answer as a FHIR resource and counts any other body as a failed delivery (HAPI-1359, HAPI-1838),
 retrying it and holding back the deliveries behind it. The body is counted while it is read (413 past
-:data:`MAX_BODY`) and must arrive within :data:`BODY_TIMEOUT` seconds (408).
+:data:`MAX_BODY`) and must arrive within :data:`BODY_TIMEOUT` seconds (408); a request head must arrive
+within :data:`HEADER_TIMEOUT` seconds (:class:`ReceiverProtocol`, the connection is closed).
 
 :func:`install_subscriptions` creates or updates the Subscriptions from the templates in
 ``profiles/subscriptions/*.json`` (fixed ids, so installing twice changes nothing) and waits until HAPI
@@ -41,11 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from vtdui.errors import ConfigError, HapiError, VtduiError
 from vtdui.outbox import OutboxItem
@@ -56,12 +59,14 @@ __all__ = [
     "SECRET_HEADER",
     "SUBSCRIPTION_TAG",
     "InstalledSubscription",
+    "ReceiverProtocol",
     "ResourceSink",
     "check_subscriptions",
     "create_app",
     "disable_subscriptions",
     "hook_endpoint",
     "install_subscriptions",
+    "server_config",
     "subscription_templates",
 ]
 
@@ -78,6 +83,8 @@ _TYPES: Final = frozenset({"Task", "Consent"})
 MAX_BODY: Final = 5 * 1024 * 1024
 #: Seconds a client has to send a whole body.
 BODY_TIMEOUT: Final = 10.0
+#: Seconds a client has, after connecting (or after its previous answer), to send a whole request head.
+HEADER_TIMEOUT: Final = 10.0
 #: A FHIR id (also the form of ``meta.versionId``): what may go into the versioned read's URL.
 _FHIR_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
@@ -228,6 +235,56 @@ def create_app(sink: ResourceSink, secret: str, *, path: str = HOOK_PATH,
         *extra_routes,
     ]
     return Starlette(routes=routes)
+
+
+class ReceiverProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline on request heads (``uvicorn.Config(http=ReceiverProtocol)``).
+
+    uvicorn bounds idle keep-alive connections but not a client that connects and sends its request head
+    slowly, so a few hundred slow clients could hold connections open for as long as they liked. Here a
+    connection is closed when no request is being handled :data:`HEADER_TIMEOUT` seconds after it opened
+    or after its previous answer; a request whose head arrived is bounded by the body timeout instead.
+    """
+
+    header_timeout: float = HEADER_TIMEOUT
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # noqa: D102
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def on_response_complete(self) -> None:  # noqa: D102
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_late)
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle and not self.transport.is_closing():
+            self.transport.close()
+
+
+def server_config(app: Any, host: str, port: int) -> uvicorn.Config:
+    """The uvicorn configuration the receiver is served with (``vtdui run``, ``vtdui demo``).
+
+    ``log_config=None``: uvicorn's own loggers are not given handlers of their own, so their records reach
+    vtdui's handler (JSON format, redaction of tokens and secrets) like every other record;
+    :class:`ReceiverProtocol` bounds slow request heads.
+    """
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
+                          server_header=False, log_config=None, http=ReceiverProtocol)
 
 
 # -- Subscriptions -----------------------------------------------------------------------------------

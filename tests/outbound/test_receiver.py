@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
+import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -15,9 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from vtdui.errors import ConfigError, RetriableError
-from vtdui.receiver import SECRET_HEADER, create_app, subscription_templates
+from vtdui.receiver import SECRET_HEADER, ReceiverProtocol, create_app, server_config, subscription_templates
 
 from .outbound_fixtures import worklist_task
 
@@ -177,6 +182,71 @@ def test_a_slow_body_is_cut_off(serve_sink: Any) -> None:
     assert answer.startswith("HTTP/1.1 408"), answer
     assert time.monotonic() - started < 8
     assert sink.received == []
+
+
+class _QuickHeads(ReceiverProtocol):
+    header_timeout = 1.0
+
+
+@pytest.fixture
+def served_with_head_deadline() -> Iterator[str]:
+    """The receiver as `vtdui run` serves it (``server_config``), head deadline shortened to 1 s."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = server_config(create_app(RecordingSink(), SECRET), "127.0.0.1", port)
+    config.http = _QuickHeads
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive()
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _closed_within(conn: socket.socket, seconds: float) -> bool:
+    conn.settimeout(seconds)
+    try:
+        while conn.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    return True
+
+
+def test_a_slow_request_head_is_cut_off(served_with_head_deadline: str) -> None:
+    with _raw_request(served_with_head_deadline, "PUT /vtdui/hook/Task/wl-1 HTTP/1.1") as conn:
+        started = time.monotonic()
+        assert _closed_within(conn, 8), "the connection stayed open with a head never finished"
+        assert time.monotonic() - started < 8
+    # after a first answer on a kept-alive connection, the next head is bounded too
+    with _raw_request(served_with_head_deadline, "DELETE /vtdui/hook/Task/wl-1 HTTP/1.1") as conn:
+        conn.sendall(b"\r\n")
+        assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+        conn.sendall(b"PUT /vtdui/hook/Task/wl-1 HTTP/1.1\r\nHost: x\r\n")
+        assert _closed_within(conn, 8)
+
+
+def test_uvicorns_own_log_lines_go_through_the_json_formatter_and_redaction() -> None:
+    """In a process of its own, as in `vtdui run`: vtdui's logging, then the receiver's uvicorn configuration."""
+    script = textwrap.dedent("""
+        import logging, sys
+        from vtdui.logs import setup_logging
+        from vtdui.receiver import server_config
+        setup_logging("INFO", "json", stream=sys.stdout)
+        server_config(lambda *a: None, "127.0.0.1", 0)
+        logging.getLogger("uvicorn.error").error("Invalid HTTP request, Authorization: Bearer eyJsecret.tok.en")
+        logging.getLogger("uvicorn").warning("plain uvicorn line")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["logger"] for line in lines] == ["uvicorn.error", "uvicorn"], done.stdout + done.stderr
+    assert "eyJsecret" not in done.stdout + done.stderr and "[REDACTED]" in lines[0]["message"]
 
 
 def test_no_secret_no_receiver() -> None:

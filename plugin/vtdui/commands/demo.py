@@ -39,7 +39,13 @@ from vtdui.changes import reference_of
 from vtdui.config import load_config
 from vtdui.errors import VtduiError
 from vtdui.logs import setup_logging
-from vtdui.receiver import create_app, disable_subscriptions, hook_endpoint, install_subscriptions
+from vtdui.receiver import (
+    create_app,
+    disable_subscriptions,
+    hook_endpoint,
+    install_subscriptions,
+    server_config,
+)
 from vtdui.runtime import Runtime
 from vtdui.sync import SyncReport
 
@@ -199,8 +205,7 @@ def _receiver(runtime: Runtime, console: Console) -> Iterator[None]:
     secret = secrets.token_urlsafe(24)
     port = hapi_server.free_port()
     app = create_app(runtime.emitter, secret)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off", log_config=None))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, name="vtdui-demo-receiver", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -45,7 +45,7 @@ from typing import Any, Final, Protocol
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -197,6 +197,8 @@ def create_app(sink: ResourceSink, secret: str, *, path: str = HOOK_PATH,
             return _problem(413, "too-costly", f"body larger than {max_body} bytes")
         except TimeoutError:
             return _problem(408, "timeout", f"body not received within {body_timeout:.0f}s")
+        except ClientDisconnect:  # the client went away mid-body: nobody to answer, nothing to log as an error
+            return _problem(400, "incomplete", "the client disconnected before the end of the body")
         if not raw.strip():
             # a payload-less notification names no resource: the reconciliation picks the change up
             return _done("notification without payload: nothing to read")

@@ -7,6 +7,7 @@ not hold it"); the receiver with the real emitter and HAPI is tested in ``tests/
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -247,6 +248,17 @@ def test_uvicorns_own_log_lines_go_through_the_json_formatter_and_redaction() ->
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line["logger"] for line in lines] == ["uvicorn.error", "uvicorn"], done.stdout + done.stderr
     assert "eyJsecret" not in done.stdout + done.stderr and "[REDACTED]" in lines[0]["message"]
+
+
+def test_a_client_gone_mid_body_leaves_no_error(serve_sink: Any, caplog: pytest.LogCaptureFixture) -> None:
+    sink = RecordingSink()
+    client, base = serve_sink(sink)
+    with _raw_request(base, "PUT /vtdui/hook/Task/wl-1 HTTP/1.1") as conn:
+        conn.sendall(b"Content-Length: 1000\r\n\r\n{\"resourceType\": ")
+    time.sleep(0.5)
+    assert_outcome(client.delete("/vtdui/hook/Task/wl-1", headers=AUTH), 200)  # still serving
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert sink.received == []
 
 
 def test_no_secret_no_receiver() -> None:

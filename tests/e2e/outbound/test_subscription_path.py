@@ -18,6 +18,7 @@ import httpx
 import pytest
 from outbound_e2e_helpers import OutboundEnv, ServiceProcess, status_key, wait_for
 
+from vtdui import sdo
 from vtdui.receiver import SECRET_HEADER
 
 pytestmark = [pytest.mark.integration, pytest.mark.simulator]
@@ -75,8 +76,7 @@ def test_forged_unknown_and_stale_deliveries_are_refused_and_nothing_is_sent(run
     auth = {SECRET_HEADER: outbound.secret, "Content-Type": "application/fhir+json"}
     forged = copy.deepcopy(task)
     forged["businessStatus"]["coding"][0]["code"] = "45"
-    forged["statusReason"] = {"coding": [{"system": task["businessStatus"]["coding"][0]["system"].replace(
-        "R357", "R358"), "code": "86"}]}
+    forged["statusReason"] = {"coding": [{"system": sdo.TRE_R358, "code": "86"}]}
     with httpx.Client(base_url=running.url, timeout=30, headers=auth) as client:
         # a version HAPI does not have
         unknown_version = {**forged, "meta": {**forged["meta"], "versionId": "45"}}
@@ -113,8 +113,7 @@ def test_a_screens_get_modify_put_with_the_meta_it_read_is_sent(running: Service
     assert task["meta"]["source"].startswith("urn:vtdui:plugin:")  # written by vtdui's inbound cycle
     changed = copy.deepcopy(task)
     changed["businessStatus"]["coding"][0]["code"] = "41"
-    changed["statusReason"] = {"coding": [{"system": task["businessStatus"]["coding"][0]["system"].replace(
-        "R357", "R358"), "code": "152"}]}
+    changed["statusReason"] = {"coding": [{"system": sdo.TRE_R358, "code": "152"}]}
     with outbound.fhir() as client:
         answer = client.put(f"Task/{task['id']}", json=changed)
     assert answer.status_code == 200, answer.text

@@ -43,6 +43,14 @@ def _no_safety_net(service: ServiceProcess) -> None:
     assert metrics.get("vtdui_reconcile_items_total", 0) == 0, "the reconciliation queued something"
 
 
+def test_our_launcher_hands_saves_to_subscription_matching_every_250_ms(hapi: Any) -> None:
+    """HAPI's own schedule is 5 s; the launcher shortens it (``SubscriptionSchedule``)."""
+    if not hapi.origin.startswith("launcher"):
+        pytest.fail(f"this test reads the launcher's log; the session's server is of origin {hapi.origin!r}")
+    text = hapi.log_file.read_text(encoding="utf-8", errors="replace")
+    assert "subscription submission every 250 ms (HAPI's default 5000 ms)" in text
+
+
 def test_a_dui_save_reaches_viatrajectoire_through_hapis_delivery_alone(running: ServiceProcess, env: Env,
                                                                         hapi_log: Any) -> None:
     outbound, decisions = env

@@ -61,6 +61,40 @@ class HapiTarget:
     log_file: Path | None = None
 
 
+#: HAPI's codes for a REST-hook delivery that failed: the answer could not be parsed (1359, 1838) or the
+#: delivery channel was closed (2659).
+DELIVERY_FAILURE_CODES = ("HAPI-1359", "HAPI-1838", "HAPI-2659")
+
+
+class HapiLog:
+    """The session's HAPI log, read from a point on (the launcher's, or ``$VTDUI_TEST_HAPI_LOG``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.start = path.stat().st_size
+
+    def lines(self) -> list[str]:
+        """The lines written since this object was made."""
+        with self.path.open("rb") as handle:
+            handle.seek(self.start)
+            return handle.read().decode("utf-8", errors="replace").splitlines()
+
+    def delivery_failures(self) -> list[str]:
+        """The lines since then that report a failed REST-hook delivery."""
+        return [line for line in self.lines() if any(code in line for code in DELIVERY_FAILURE_CODES)]
+
+
+@pytest.fixture
+def hapi_log(hapi: HapiTarget) -> HapiLog:
+    """The session's HAPI log from the start of the test on; fails when the server's log cannot be read."""
+    path = hapi.log_file or (Path(os.environ["VTDUI_TEST_HAPI_LOG"]) if os.environ.get("VTDUI_TEST_HAPI_LOG")
+                             else None)
+    if path is None or not path.is_file():
+        pytest.fail(f"this test reads HAPI's log, which a server of origin {hapi.origin!r} does not give: set "
+                    "VTDUI_TEST_HAPI_LOG to the server's log file")
+    return HapiLog(path)
+
+
 def metadata_ok(base_url: str, timeout: float = 10.0) -> bool:
     """Return whether ``GET {base_url}/metadata`` answers 200."""
     try:

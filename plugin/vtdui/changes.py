@@ -5,16 +5,22 @@ version from HAPI ``_history``) belongs to the receiver and the reconciliation.
 
 Rules:
 
-* a version written by the plugin itself (``meta.source`` starting with
-  :data:`vtdui.sdo.PLUGIN_SOURCE`: a flux 1 notification, a flux 5 status, a note explaining a
-  refused emission) is never emitted, so nothing echoes back to ViaTrajectoire;
+* a version written by the plugin itself (a flux 1 notification, a flux 5 status, a note explaining a
+  refused emission) is never emitted, so nothing echoes back to ViaTrajectoire. It is recognised by
+  its ``meta.source``: :data:`vtdui.sdo.PLUGIN_SOURCE` with a mark of the version's status fields
+  (:func:`own_write_source`, stamped by :class:`vtdui.store.HapiStore` on every write), so that a DUI
+  screen's save that kept the ``meta`` of the plugin's version (GET, change the status, PUT) no longer
+  matches its mark and is a user change;
 * only the fields flux 4 carries count: ESMS status, reason and date; unit status, reason, date and
   unit. Any other edit of the work-list Task (a note, an assignee) emits nothing;
 * one version gives at most one :class:`~vtdui.hookcontext.StatusChange`: when the ESMS and the unit
   parts changed together they travel in the same ESMSTask, as the IG allows; a part that did not
   change is not repeated (ViaTrajectoire would record it as a second event);
-* a status date missing in the work list defaults to the day of the change (``meta.lastUpdated`` of
-  the version), because a unit status needs its ``dateStatutUnite`` (regle-StatutUnite).
+* the status date sent (``dateStatutESMS``, ``dateStatutUnite``) is the date the status took effect
+  (IG: the date of the change), chosen by :func:`status_date`: the date input when this save changed it
+  (the DUI gave the date), else ``Task.lastModified`` when this save moved it forward, else the day HAPI
+  stored the version (``meta.lastUpdated``). The input's old value is never reused: it is the date of
+  the previous status.
 
 Where the work-list Task keeps each field (the default local model, see :mod:`vtdui.mapping.worklist`):
 ESMS status in ``businessStatus`` (TRE_R357), its reason in ``statusReason`` (TRE_R358); everything
@@ -24,8 +30,11 @@ else in ``input`` with the InputTaskSDOCodeSystem codes of ESMSTask. ``input[sta
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
 from typing import Any
 
 from vtdui import sdo
@@ -40,8 +49,11 @@ __all__ = [
     "consent_event",
     "detect_changes",
     "is_own_write",
+    "own_write_source",
     "read_worklist_status",
     "reference_of",
+    "stamp_own_write",
+    "status_date",
     "version_of",
     "worklist_key",
 ]
@@ -68,12 +80,53 @@ class WorklistStatus:
     id_unite: str | None = None
 
 
+def _fingerprint(resource: Mapping[str, Any]) -> str:
+    """A short digest of what vtdui's own-write mark vouches for: the flux 4 fields of a Task, else the status."""
+    if resource.get("resourceType") == "Task":
+        view: object = {k: v for k, v in asdict(read_worklist_status(resource)).items() if k != "id_decision"}
+    else:
+        view = {"status": resource.get("status")}
+    canonical = json.dumps(view, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:16]
+
+
+def own_write_source(resource: Mapping[str, Any]) -> str:
+    """``meta.source`` for a resource vtdui writes: :data:`~vtdui.sdo.PLUGIN_SOURCE` and the mark of its content.
+
+    The mark is a digest of the fields that decide what a version reports (the flux 4 fields of a work-list
+    Task; the status of anything else). A DUI screen that GETs the Task, changes its status and PUTs it back
+    with the ``meta`` it came with carries a mark that no longer matches: its save is a user change.
+    """
+    return f"{sdo.PLUGIN_SOURCE}:{_fingerprint(resource)}"
+
+
+def stamp_own_write(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """``resource`` with its mark (:func:`own_write_source`) when it carries vtdui's ``meta.source``; else as is."""
+    out = dict(resource)
+    meta = out.get("meta")
+    if isinstance(meta, Mapping) and isinstance(meta.get("source"), str) and \
+            meta["source"].startswith(sdo.PLUGIN_SOURCE):
+        out["meta"] = {**meta, "source": own_write_source(resource)}
+    return out
+
+
 def is_own_write(resource: Mapping[str, Any] | None) -> bool:
-    """Tell whether a resource version was written by the plugin (``meta.source`` is the plugin's)."""
+    """Tell whether a resource version was written by the plugin.
+
+    Its ``meta.source`` is the plugin's with a mark matching the version's own content (HAPI may append
+    ``#<request id>``). A version whose mark does not match is a client's save that kept the ``meta`` of a
+    version vtdui wrote (GET, change, PUT): a user change. The bare plugin source, without a mark (versions
+    written before marks existed, or by a tool stamping the plugin's source by hand), still counts as the plugin's.
+    """
     if not resource:
         return False
     source = (resource.get("meta") or {}).get("source")
-    return isinstance(source, str) and source.startswith(sdo.PLUGIN_SOURCE)
+    if not isinstance(source, str) or not source.startswith(sdo.PLUGIN_SOURCE):
+        return False
+    mark = source[len(sdo.PLUGIN_SOURCE):].split("#", 1)[0]
+    if not mark:
+        return True
+    return mark == f":{_fingerprint(resource)}"
 
 
 def version_of(resource: Mapping[str, Any]) -> str:
@@ -179,6 +232,41 @@ def read_worklist_status(task: Mapping[str, Any]) -> WorklistStatus:
     )
 
 
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def status_date(before: str | None, after: str | None, previous: Mapping[str, Any] | None,
+                current: Mapping[str, Any]) -> str | None:
+    """The date a status (ESMS or unit) took effect, for a version that changed it.
+
+    1. the date input (``dateStatutESMS`` / ``dateStatutUnite``), when this version changed it: the DUI
+       gave the date of the change;
+    2. else ``Task.lastModified`` (its date, as the DUI wrote it), when this version set it later than
+       the previous version's;
+    3. else the day HAPI stored this version (``meta.lastUpdated``).
+
+    Args:
+        before: the date input of the previous version (``None``: none, or no previous version).
+        after: the date input of this version.
+        previous: the previous version (``None`` for the first one).
+        current: this version.
+    """
+    if after and after != before:
+        return after
+    modified = _instant(current.get("lastModified"))
+    earlier = _instant(previous.get("lastModified")) if previous is not None else None
+    if modified is not None and (earlier is None or modified > earlier):
+        return str(current["lastModified"])[:10]
+    return str((current.get("meta") or {}).get("lastUpdated") or "")[:10] or None
+
+
 def _changed(before: WorklistStatus, after: WorklistStatus, names: tuple[str, ...]) -> bool:
     return any(getattr(before, name) != getattr(after, name) for name in names)
 
@@ -213,7 +301,6 @@ def detect_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any
     finess = after.finess_eg or getattr(establishment, "finess_eg", None)
     if not id_nat or not finess:
         return []
-    day = str((current.get("meta") or {}).get("lastUpdated") or "")[:10] or None
     change = StatusChange(
         id_nat_decision=id_nat,
         id_decision=after.id_decision or id_decision or "",
@@ -222,10 +309,12 @@ def detect_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any
         task_version=version_of(current),
         statut_esms=after.statut_esms if esms else None,
         motif_esms=after.motif_esms if esms else None,
-        date_statut_esms=(after.date_statut_esms or day) if esms else None,
+        date_statut_esms=status_date(before.date_statut_esms, after.date_statut_esms, previous, current)
+        if esms else None,
         statut_unite=after.statut_unite if unit else None,
         motif_unite=after.motif_unite if unit else None,
-        date_statut_unite=(after.date_statut_unite or day) if unit else None,
+        date_statut_unite=status_date(before.date_statut_unite, after.date_statut_unite, previous, current)
+        if unit else None,
         id_unite=after.id_unite if unit else None,
     )
     return [change]

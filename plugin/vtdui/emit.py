@@ -298,6 +298,29 @@ class Emitter:
 
     # -- producing --------------------------------------------------------------------------------------
 
+    def enqueue_notification(self, resource_type: str, resource_id: str, version: str | None, *,
+                             via: str = "hook") -> list[OutboxItem] | None:
+        """Enqueue what HAPI holds for a delivered Task or Consent version (a REST-hook notification).
+
+        The delivered body is never built from: the version it names is read back from HAPI (a versioned
+        read, or the current version when the body names none) and :meth:`enqueue_resource` works on what
+        HAPI returns. So a forged, stale or unknown body can only make vtdui look at what HAPI really holds.
+
+        Returns:
+            The outbox items (see :meth:`enqueue_resource`), or ``None`` when HAPI does not hold that
+            resource version: the caller refuses the delivery and nothing is queued.
+
+        Raises:
+            HapiError: HAPI could not be read (the caller answers so that HAPI delivers again).
+        """
+        if resource_type not in ("Task", "Consent"):
+            return None
+        stored = (vread(self.store, resource_type, resource_id, version) if version
+                  else self.store.read(resource_type, resource_id))
+        if stored is None or stored.get("resourceType") != resource_type or str(stored.get("id")) != resource_id:
+            return None
+        return self.enqueue_resource(stored, via=via)
+
     def enqueue_resource(self, resource: Mapping[str, Any], *, floor: str | None = None,
                          via: str = "hook") -> list[OutboxItem]:
         """Enqueue what a stored Task or Consent version means, and the versions before it not queued yet.

@@ -6,12 +6,21 @@ for payload-less or hand-made deliveries). The receiver:
 
 1. authenticates HAPI with the ``X-Vtdui-Secret`` header that the Subscription's ``channel.header``
    carries (constant-time comparison; 401 otherwise);
-2. hands the resource to :meth:`vtdui.emit.Emitter.enqueue_resource`, which reads the previous version
-   from HAPI ``_history``, detects the change, builds and checks the resource and writes the outbox item;
+2. treats the body as a notification only: it takes the type, id and ``meta.versionId`` it names and
+   hands them to :meth:`vtdui.emit.Emitter.enqueue_notification`, which reads that version back from HAPI
+   (a versioned read; the current version when the body names none), and builds from what HAPI returns.
+   A body naming a version HAPI does not hold (forged, stale, unknown resource) is refused (422) and
+   logged, and nothing is queued: only what HAPI holds is ever sent;
 3. answers **200 only after the item is committed**. If anything fails it answers 500, so HAPI delivers
    again (it retries for about a minute); beyond that, the reconciliation (:mod:`vtdui.reconcile`)
    finds the change in HAPI's history. Sending to ViaTrajectoire happens later, in the worker, so the
    answer is quick.
+
+Every answer carries an OperationOutcome (``application/fhir+json``): HAPI's REST-hook client parses
+the answer as a FHIR resource and counts any other body as a failed delivery (HAPI-1359, HAPI-1838),
+retrying it and holding back the deliveries behind it. The body is counted while it is read (413 past
+:data:`MAX_BODY`) and must arrive within :data:`BODY_TIMEOUT` seconds (408); a request head must arrive
+within :data:`HEADER_TIMEOUT` seconds (:class:`ReceiverProtocol`, the connection is closed).
 
 :func:`install_subscriptions` creates or updates the Subscriptions from the templates in
 ``profiles/subscriptions/*.json`` (fixed ids, so installing twice changes nothing) and waits until HAPI
@@ -21,21 +30,25 @@ restrict read access to ``Subscription`` on the HAPI server.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from vtdui.errors import ConfigError, HapiError, VtduiError
 from vtdui.outbox import OutboxItem
@@ -46,12 +59,14 @@ __all__ = [
     "SECRET_HEADER",
     "SUBSCRIPTION_TAG",
     "InstalledSubscription",
+    "ReceiverProtocol",
     "ResourceSink",
     "check_subscriptions",
     "create_app",
     "disable_subscriptions",
     "hook_endpoint",
     "install_subscriptions",
+    "server_config",
     "subscription_templates",
 ]
 
@@ -64,32 +79,99 @@ SUBSCRIPTION_TAG: Final = {"system": "urn:vtdui:fhir:tag", "code": "subscription
 #: Path of the endpoint HAPI calls, under the receiver's base URL.
 HOOK_PATH: Final = "/vtdui/hook"
 _TYPES: Final = frozenset({"Task", "Consent"})
-_MAX_BODY: Final = 5 * 1024 * 1024
+#: Largest delivery body read (bytes): a work-list Task or a Consent is a few kB.
+MAX_BODY: Final = 5 * 1024 * 1024
+#: Seconds a client has to send a whole body.
+BODY_TIMEOUT: Final = 10.0
+#: Seconds a client has, after connecting (or after its previous answer), to send a whole request head.
+HEADER_TIMEOUT: Final = 10.0
+#: A FHIR id (also the form of ``meta.versionId``): what may go into the versioned read's URL.
+_FHIR_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 class ResourceSink(Protocol):
-    """Where delivered resources go (:class:`vtdui.emit.Emitter` is one)."""
+    """Where deliveries go (:class:`vtdui.emit.Emitter` is one)."""
 
-    def enqueue_resource(self, resource: Mapping[str, Any]) -> list[OutboxItem]: ...  # noqa: D102
+    def enqueue_notification(self, resource_type: str, resource_id: str,  # noqa: D102
+                             version: str | None) -> list[OutboxItem] | None: ...
 
 
-def _problem(status: int, code: str, text: str) -> JSONResponse:
+def _outcome(status: int, severity: str, code: str, text: str) -> Response:
+    # Every answer is an OperationOutcome: HAPI's REST-hook client parses the body of any answer as a FHIR
+    # resource and counts a delivery answered with anything else as failed (HAPI-1359 / HAPI-1838).
     outcome = {"resourceType": "OperationOutcome",
-               "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
-    return JSONResponse(outcome, status_code=status, media_type="application/fhir+json")
+               "issue": [{"severity": severity, "code": code, "diagnostics": text}]}
+    return Response(json.dumps(outcome), status_code=status, media_type="application/fhir+json")
+
+
+def _problem(status: int, code: str, text: str) -> Response:
+    return _outcome(status, "error", code, text)
+
+
+def _done(text: str) -> Response:
+    return _outcome(200, "information", "informational", text)
+
+
+class _TooLargeError(Exception):
+    """The body passed the receiver's limit."""
+
+
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, refused as soon as it passes ``limit`` bytes or takes longer than ``timeout``.
+
+    Counted while reading, so that a huge chunked body never sits in memory; raises :class:`_TooLargeError`, or
+    :class:`TimeoutError` for a client that sends too slowly.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLargeError
+    chunks: list[bytes] = []
+    size = 0
+    async with asyncio.timeout(timeout):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLargeError
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _delivered(raw: bytes) -> tuple[str, str, str | None]:
+    """``(type, id, versionId)`` named by a delivered body; :class:`ValueError` with the reason otherwise."""
+    try:
+        resource = json.loads(raw)
+    except RecursionError:  # deeply nested arrays: not a resource HAPI would send
+        raise ValueError("the body is nested too deeply") from None
+    except ValueError:
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(resource, dict):
+        raise ValueError("the body is not a JSON object")
+    kind, ident = resource.get("resourceType"), resource.get("id")
+    if kind not in _TYPES or not isinstance(ident, str) or not _FHIR_ID.fullmatch(ident):
+        raise ValueError("expected a Task or a Consent with its id")
+    meta = resource.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ValueError("meta is not a JSON object")
+    version = meta.get("versionId")
+    if version is not None and (not isinstance(version, str) or not _FHIR_ID.fullmatch(version)):
+        raise ValueError("meta.versionId is not a FHIR id")
+    return str(kind), ident, version
 
 
 def create_app(sink: ResourceSink, secret: str, *, path: str = HOOK_PATH,
                on_enqueued: Callable[[], None] | None = None,
-               extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+               extra_routes: Sequence[BaseRoute] = (), max_body: int = MAX_BODY,
+               body_timeout: float = BODY_TIMEOUT) -> Starlette:
     """Build the receiver's ASGI application.
 
     Args:
-        sink: what turns a delivered resource into outbox items (the emitter).
+        sink: what turns a delivery into outbox items (the emitter).
         secret: the shared secret HAPI sends in ``X-Vtdui-Secret``; must not be empty.
         path: the endpoint path configured in the Subscriptions.
         on_enqueued: called after a delivery produced outbox items (wakes the delivery worker).
         extra_routes: more routes served on the same port (``vtdui run`` adds ``/metrics`` and ``/health``).
+        max_body: largest body read, in bytes (413 beyond, counted while reading).
+        body_timeout: seconds a client has to send the whole body (408 beyond).
 
     Raises:
         ConfigError: no secret (a receiver anyone can feed would let anyone send statuses).
@@ -108,34 +190,41 @@ def create_app(sink: ResourceSink, secret: str, *, path: str = HOOK_PATH,
         if not authorised(request):
             return _problem(401, "security", f"missing or wrong {SECRET_HEADER} header")
         if request.method == "DELETE":
-            return Response(status_code=200)  # a deleted work-list item reports no status
-        raw = await request.body()
-        if len(raw) > _MAX_BODY:
-            return _problem(413, "too-costly", "body too large")
-        if not raw.strip():
-            # a payload-less notification: nothing to read; the reconciliation picks the change up
-            return JSONResponse({"queued": []})
+            return _done("a deleted work-list item reports no status")
         try:
-            resource = json.loads(raw)
-        except ValueError:
-            return _problem(400, "structure", "the body is not JSON")
-        if not isinstance(resource, dict) or resource.get("resourceType") not in _TYPES or not resource.get("id"):
-            return _problem(400, "not-supported", "expected a Task or a Consent with its id")
+            raw = await _read_body(request, max_body, body_timeout)
+        except _TooLargeError:
+            return _problem(413, "too-costly", f"body larger than {max_body} bytes")
+        except TimeoutError:
+            return _problem(408, "timeout", f"body not received within {body_timeout:.0f}s")
+        except ClientDisconnect:  # the client went away mid-body: nobody to answer, nothing to log as an error
+            return _problem(400, "incomplete", "the client disconnected before the end of the body")
+        if not raw.strip():
+            # a payload-less notification names no resource: the reconciliation picks the change up
+            return _done("notification without payload: nothing to read")
+        try:
+            kind, ident, version = _delivered(raw)
+        except ValueError as exc:
+            return _problem(400, "structure", str(exc))
         path_type = request.path_params.get("resource_type")
         path_id = request.path_params.get("resource_id")
-        if path_type is not None and (path_type != resource["resourceType"] or
-                                      (path_id is not None and path_id != str(resource["id"]))):
-            return _problem(400, "invalid", f"the body is {resource['resourceType']}/{resource['id']}, "
-                                            f"the URL names {path_type}/{path_id}")
+        if path_type is not None and (path_type != kind or (path_id is not None and path_id != ident)):
+            return _problem(400, "invalid", f"the body is {kind}/{ident}, the URL names {path_type}/{path_id}")
         try:
-            items = await run_in_threadpool(sink.enqueue_resource, resource)
+            items = await run_in_threadpool(sink.enqueue_notification, kind, ident, version)
         except (VtduiError, OSError, ValueError) as exc:
             # 500: HAPI delivers again; the reconciliation is the safety net after HAPI gives up
-            log.warning("delivery of %s/%s not queued: %s", resource["resourceType"], resource["id"], exc)
+            log.warning("delivery of %s/%s not queued: %s", kind, ident, exc)
             return _problem(500, "transient", "not queued, deliver again")
+        if items is None:
+            # the body names a version HAPI does not hold: forged or stale, never built from
+            log.warning("delivery of %s/%s version %s refused: HAPI does not hold it", kind, ident, version or "-")
+            return _problem(422, "not-found", f"HAPI holds no {kind}/{ident}"
+                                              + (f" version {version}" if version else ""))
         if items and on_enqueued is not None:
             on_enqueued()
-        return JSONResponse({"queued": [item.id for item in items]})
+        return _done(f"{len(items)} outbox item(s) for {kind}/{ident}: "
+                     + (", ".join(str(item.id) for item in items) or "nothing to report"))
 
     async def health(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -148,6 +237,56 @@ def create_app(sink: ResourceSink, secret: str, *, path: str = HOOK_PATH,
         *extra_routes,
     ]
     return Starlette(routes=routes)
+
+
+class ReceiverProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline on request heads (``uvicorn.Config(http=ReceiverProtocol)``).
+
+    uvicorn bounds idle keep-alive connections but not a client that connects and sends its request head
+    slowly, so a few hundred slow clients could hold connections open for as long as they liked. Here a
+    connection is closed when no request is being handled :data:`HEADER_TIMEOUT` seconds after it opened
+    or after its previous answer; a request whose head arrived is bounded by the body timeout instead.
+    """
+
+    header_timeout: float = HEADER_TIMEOUT
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # noqa: D102
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def on_response_complete(self) -> None:  # noqa: D102
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_late)
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle and not self.transport.is_closing():
+            self.transport.close()
+
+
+def server_config(app: Any, host: str, port: int) -> uvicorn.Config:
+    """The uvicorn configuration the receiver is served with (``vtdui run``, ``vtdui demo``).
+
+    ``log_config=None``: uvicorn's own loggers are not given handlers of their own, so their records reach
+    vtdui's handler (JSON format, redaction of tokens and secrets) like every other record;
+    :class:`ReceiverProtocol` bounds slow request heads.
+    """
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
+                          server_header=False, log_config=None, http=ReceiverProtocol)
 
 
 # -- Subscriptions -----------------------------------------------------------------------------------

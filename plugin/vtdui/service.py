@@ -46,7 +46,7 @@ from vtdui import __version__
 from vtdui.emit import DeliveryReport
 from vtdui.errors import ConfigError, VtduiError
 from vtdui.outbox import ItemState
-from vtdui.receiver import check_subscriptions, create_app, hook_endpoint
+from vtdui.receiver import check_subscriptions, create_app, hook_endpoint, server_config
 from vtdui.reconcile import CURSOR_OWNER, ReconcileReport
 from vtdui.runtime import Runtime
 from vtdui.schedule import OVERDUE_SECONDS, PollSchedule, PollScheduler
@@ -359,8 +359,7 @@ class Service:
                             problem, self.reconcile_interval)
         except VtduiError as exc:
             log.warning("cannot check the Subscriptions in HAPI: %s", exc)
-        config = uvicorn.Config(self.build_app(), host=self.host, port=self.port, log_level="warning",
-                                lifespan="off", access_log=False, server_header=False)
+        config = server_config(self.build_app(), self.host, self.port)
         self._server = uvicorn.Server(config)
         self._server_thread = threading.Thread(target=self._server.run, name="vtdui-http", daemon=True)
         self._server_thread.start()

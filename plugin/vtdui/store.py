@@ -27,6 +27,7 @@ from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import BaseFHIRError, OperationOutcome, ResourceNotFound
 
 from vtdui import sdo
+from vtdui.changes import stamp_own_write
 from vtdui.errors import HapiError, RetriableError
 from vtdui.mapping import systems, worklist
 
@@ -132,6 +133,8 @@ class HapiStore:
         return body if isinstance(body, dict) else {}
 
     # -- writes ----------------------------------------------------------------------------------------
+    # Every resource vtdui writes with its own meta.source gets the mark of its content
+    # (vtdui.changes.own_write_source): how vtdui tells its own versions from a DUI's save that kept them.
 
     def transaction(self, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """POST a ``transaction`` Bundle of ``entries`` and return the transaction-response Bundle.
@@ -140,7 +143,7 @@ class HapiStore:
             HapiError: HAPI refused the transaction (nothing was written); ``outcome`` says why.
             RetriableError: network failure or server error (nothing was written either).
         """
-        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [_stamped(entry) for entry in entries]}
         response = self._request("POST", "", json=bundle)
         if response.get("resourceType") != "Bundle":
             raise HapiError("HAPI answered a transaction without a Bundle", outcome=response or None)
@@ -156,7 +159,7 @@ class HapiStore:
         if not kind or not ident:
             raise HapiError("update needs a resource with resourceType and id")
         headers = {"If-Match": f'W/"{if_match}"'} if if_match else None
-        return self._request("PUT", f"{kind}/{ident}", json=dict(resource), headers=headers)
+        return self._request("PUT", f"{kind}/{ident}", json=stamp_own_write(resource), headers=headers)
 
     # -- reads -----------------------------------------------------------------------------------------
 
@@ -227,3 +230,8 @@ class HapiStore:
         if len(found) > 1:
             log.warning("%d work-list items share one key; using the first", len(found))
         return found[0] if found else None
+
+
+def _stamped(entry: Mapping[str, Any]) -> dict[str, Any]:
+    resource = entry.get("resource")
+    return {**entry, "resource": stamp_own_write(resource)} if isinstance(resource, Mapping) else dict(entry)

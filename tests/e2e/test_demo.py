@@ -26,6 +26,9 @@ def test_demo_round_trip_then_a_rerun_reuses_the_data(tmp_path: Path) -> None:
     assert "delivery: 1 sent, 0 refused, 0 to retry" in output
     plugins = "plugins loaded:\n    builtin:vtdui.mapping.builtin (builtin)\n    builtin:vtdui.builders (builtin)\n"
     assert plugins in output, output
+    # through HAPI's Subscription and the receiver, not queued by the demo itself
+    assert re.search(r"HAPI's Subscription delivered it: item \d+ queued after [\d.]+ s", output), output
+    assert re.search(r"save in HAPI -> accepted by ViaTrajectoire: [\d.]+ s", output)
     assert re.search(r"4 ESMSTask\s*│\s*\S+\s*│\s*201\s*│\s*41", output), output
     # flux 5 applied, nothing stored twice
     assert "now: 49 Notification annulée" in output

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 from vtdui import sdo
-from vtdui.changes import consent_event, detect_changes, read_worklist_status, worklist_key
+from vtdui.changes import (
+    consent_event,
+    detect_changes,
+    is_own_write,
+    read_worklist_status,
+    stamp_own_write,
+    worklist_key,
+)
 
 from .outbound_fixtures import FINESS_EG, ID_DECISION, ID_NAT, IME, local_consent, worklist_task
 
@@ -27,6 +35,36 @@ def test_own_writes_are_never_reported() -> None:
     user = worklist_task(version="3", statut="41", motif="151")
     [change] = detect_changes(current, user, IME)
     assert change.statut_esms == "41"
+
+
+def test_a_dui_save_that_kept_the_plugins_meta_is_a_user_change() -> None:
+    """GET the plugin's version, change the status, PUT it back with the ``meta`` it came with."""
+    own = stamp_own_write(worklist_task(version="1", statut="39", source=sdo.PLUGIN_SOURCE))
+    assert own["meta"]["source"].startswith(sdo.PLUGIN_SOURCE + ":")
+    stored = {**own, "meta": {**own["meta"], "source": own["meta"]["source"] + "#hapi-request-id"}}
+    assert is_own_write(stored) and detect_changes(None, stored, IME) == []
+    saved = copy.deepcopy(stored)
+    saved["meta"]["versionId"] = "2"
+    saved["businessStatus"]["coding"][0]["code"] = "41"
+    saved["statusReason"] = {"coding": [{"system": sdo.TRE_R358, "code": "152"}]}
+    assert not is_own_write(saved)
+    [change] = detect_changes(stored, saved, IME)
+    assert (change.statut_esms, change.motif_esms) == ("41", "152")
+    # the save that drops meta is a user change too
+    dropped = {k: v for k, v in saved.items() if k != "meta"}
+    assert not is_own_write(dropped) and len(detect_changes(stored, dropped, IME)) == 1
+    # a note added with the plugin's meta kept reports nothing either way (no status field changed)
+    noted = {**copy.deepcopy(stored), "note": [{"text": "rappeler"}]}
+    assert detect_changes(stored, noted, IME) == []
+
+
+def test_the_plugins_own_writes_are_stamped_with_their_mark() -> None:
+    for statut, unit in (("46", None), ("41", "185")):
+        task = worklist_task(version="4", statut=statut, motif="114", statut_unite=unit, unite="ROR-UNIT-9",
+                             source=sdo.PLUGIN_SOURCE)
+        assert is_own_write(stamp_own_write(task))
+    assert stamp_own_write(worklist_task(statut="41")) == worklist_task(statut="41")  # not the plugin's: as is
+    assert is_own_write(worklist_task(statut="41", source=sdo.PLUGIN_SOURCE))  # bare source: the plugin's
 
 
 def test_unrelated_edits_are_not_reported() -> None:
@@ -74,6 +112,46 @@ def test_missing_dates_default_to_the_day_of_the_change() -> None:
                             last_updated="2026-07-01T08:00:00.000+02:00")
     [change] = detect_changes(None, current, IME)
     assert change.date_statut_esms == "2026-07-01" and change.date_statut_unite == "2026-07-01"
+
+
+def test_status_date_is_the_date_of_the_change_not_the_previous_statuss() -> None:
+    """An item in 39 since 2026-05-01, set to 41 / 152 on 2026-05-12 with its date input untouched."""
+    previous = worklist_task(version="2", statut="39", date="2026-05-01", statut_unite="185", unite="ROR-UNIT-9",
+                             date_unite="2026-05-01", last_updated="2026-05-01T10:00:00.000+02:00")
+    current = worklist_task(version="3", statut="41", motif="152", date="2026-05-01", statut_unite="181",
+                            unite="ROR-UNIT-9", date_unite="2026-05-01", last_updated="2026-05-12T09:30:00.000+02:00")
+    [change] = detect_changes(previous, current, IME)
+    assert (change.date_statut_esms, change.date_statut_unite) == ("2026-05-12", "2026-05-12")
+
+
+def test_status_date_given_by_the_dui_in_the_input_wins() -> None:
+    previous = worklist_task(version="2", statut="39", date="2026-05-01", statut_unite="185", unite="ROR-UNIT-9",
+                             date_unite="2026-05-01")
+    current = worklist_task(version="3", statut="41", motif="152", date="2026-05-10", statut_unite="181",
+                            unite="ROR-UNIT-9", date_unite="2026-05-09", last_updated="2026-05-12T09:30:00.000+02:00")
+    current["lastModified"] = "2026-05-11T08:00:00+02:00"
+    [change] = detect_changes(previous, current, IME)
+    assert (change.date_statut_esms, change.date_statut_unite) == ("2026-05-10", "2026-05-09")
+
+
+def test_status_date_from_task_last_modified_when_the_save_moved_it_forward() -> None:
+    previous = worklist_task(version="2", statut="39", date="2026-05-01", statut_unite="185", unite="ROR-UNIT-9",
+                             date_unite="2026-05-01")
+    previous["lastModified"] = "2026-05-01T10:00:00+02:00"
+    current = worklist_task(version="3", statut="41", motif="152", date="2026-05-01", statut_unite="181",
+                            unite="ROR-UNIT-9", date_unite="2026-05-01", last_updated="2026-05-12T09:30:00.000+02:00")
+    current["lastModified"] = "2026-05-11T23:30:00+02:00"  # the DUI's local date, not UTC's
+    [change] = detect_changes(previous, current, IME)
+    assert (change.date_statut_esms, change.date_statut_unite) == ("2026-05-11", "2026-05-11")
+    # lastModified carried over unchanged by the save: the day HAPI stored the version
+    current["lastModified"] = previous["lastModified"]
+    [change] = detect_changes(previous, current, IME)
+    assert (change.date_statut_esms, change.date_statut_unite) == ("2026-05-12", "2026-05-12")
+    # a first version: its lastModified is the date of the change
+    first = worklist_task(version="1", statut="41", motif="152", last_updated="2026-05-12T09:30:00.000+02:00")
+    first["lastModified"] = "2026-05-11T16:00:00+02:00"
+    [change] = detect_changes(None, first, IME)
+    assert change.date_statut_esms == "2026-05-11"
 
 
 def test_several_quick_changes_are_each_reported_in_order() -> None:

@@ -22,6 +22,11 @@ recorded on its item, the outbox holds nothing pending, sending or failed, nothi
 of both workers hold no secret and no name, NIR or birth date of the simulator's persons.
 
 Without the PostgreSQL backend (no :mod:`vtdui.storage`) the same run uses the SQLite default and worker A only.
+
+Which path moves the changes: both workers reconcile every 5 s, so under faults a change is found by HAPI's
+Subscription or by the reconciliation, whichever comes first: the soak checks that nothing is lost, doubled or
+reordered through both paths together. Each path alone is proven in ``tests/e2e/outbound``
+(``test_subscription_path.py``, and the reconciliation test of ``test_outbound_e2e.py``).
 """
 
 from __future__ import annotations

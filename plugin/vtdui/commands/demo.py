@@ -5,7 +5,10 @@
 3. runs one inbound cycle: flux 1 decisions, flux 3 evaluations, flux 5 statuses into HAPI;
 4. shows the DUI's work list as HAPI now holds it;
 5. plays the DUI user: changes the status of one work-list Task in HAPI ("contact made", TRE_R357 41
-   with reason 152), then lets vtdui turn that change into an ESMSTask (flux 4) and send it;
+   with reason 152) with a plain PUT, as a DUI screen does; HAPI's REST-hook Subscription (installed by
+   the demo, as ``vtdui setup`` does) delivers the change to vtdui's receiver (run by the demo, as
+   ``vtdui run`` does), which queues the ESMSTask (flux 4); the worker sends it. The latency from the save
+   to ViaTrajectoire's answer is shown;
 6. shows what the simulator received and accepted, and that a second cycle stores nothing twice.
 
 Everything lands in ``--dir`` (default ``./vtdui-demo``) so the result can be inspected afterwards;
@@ -15,9 +18,12 @@ Everything lands in ``--dir`` (default ``./vtdui-demo``) so the result can be in
 from __future__ import annotations
 
 import copy
+import secrets
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from types import FrameType
@@ -30,14 +36,25 @@ from rich.console import Console
 from rich.table import Table
 
 from vtdui import hapi_server, sdo
+from vtdui.changes import reference_of
 from vtdui.config import load_config
 from vtdui.errors import VtduiError
 from vtdui.logs import setup_logging
 from vtdui.plugins import describe_plugins
+from vtdui.receiver import (
+    create_app,
+    disable_subscriptions,
+    hook_endpoint,
+    install_subscriptions,
+    server_config,
+)
 from vtdui.runtime import Runtime
 from vtdui.sync import SyncReport
 
 __all__ = ["demo", "user_status_change"]
+
+#: Seconds the demo waits for HAPI to deliver the user's change through its Subscription.
+DELIVERY_TIMEOUT = 60.0
 
 #: The status change the demo plays as the DUI user: "Contact effectué" / "L'usager a visité l'ESMS".
 DEMO_STATUS = ("41", "152")
@@ -147,7 +164,8 @@ def demo(directory: Path, decisions: int, port: int, memory: str, keep_running: 
             console.print("  plugins loaded:")
             for line in plugin_lines(runtime.pm):
                 console.print(f"    {line}", markup=False, highlight=False)
-            _round_trip(runtime, sim.admin_url, console)
+            with _receiver(runtime, console):
+                _round_trip(runtime, sim.admin_url, console)
         if keep_running:
             console.rule("servers left running")
             console.print(f"  HAPI {info.base_url}   simulator admin {sim.admin_url}/info")
@@ -186,6 +204,40 @@ def _start_progress(console: Console) -> Callable[[str], None]:
     return show
 
 
+@contextmanager
+def _receiver(runtime: Runtime, console: Console) -> Iterator[None]:
+    """Run the receiver on a free loopback port, with vtdui's Subscriptions in HAPI pointing at it.
+
+    On the way out the Subscriptions are turned off while the receiver still answers (HAPI then has nothing
+    left to deliver to a closed port), then the receiver stops.
+    """
+    import uvicorn
+
+    secret = secrets.token_urlsafe(24)
+    port = hapi_server.free_port()
+    app = create_app(runtime.emitter, secret)
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port))
+    thread = threading.Thread(target=server.run, name="vtdui-demo-receiver", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise click.ClickException("the demo's receiver did not start")
+        time.sleep(0.05)
+    endpoint = hook_endpoint("127.0.0.1", port)
+    try:
+        installed = install_subscriptions(runtime.store, endpoint, secret)
+        console.print(f"  receiver at {endpoint}; Subscriptions active: {', '.join(s.id for s in installed)}")
+        yield
+    finally:
+        try:
+            disable_subscriptions(runtime.store)
+        except VtduiError as exc:
+            console.print(f"  could not turn the Subscriptions off: {exc}")
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 def _round_trip(runtime: Runtime, admin_url: str, console: Console) -> None:
     console.rule("3. inbound cycle: flux 1 (decisions), 3 (evaluations), 5 (statuses)")
     report = runtime.sync.run_once()
@@ -199,7 +251,7 @@ def _round_trip(runtime: Runtime, admin_url: str, console: Console) -> None:
     if not items:
         raise click.ClickException("the work list is empty")
 
-    console.rule("5. the DUI user records a contact; vtdui sends the ESMSTask (flux 4)")
+    console.rule("5. the DUI user records a contact; HAPI's Subscription delivers it; vtdui sends the ESMSTask")
     fresh = [t for t in items if _code(t.get("businessStatus")).startswith("39 ")]
     if len(fresh) < 2:
         raise click.ClickException("every work-list item was already handled by an earlier demo run; "
@@ -207,14 +259,24 @@ def _round_trip(runtime: Runtime, admin_url: str, console: Console) -> None:
     task = fresh[0]
     status, reason = DEMO_STATUS
     changed = user_status_change(task, status, reason, date.today())
+    started = time.monotonic()
     saved = runtime.store.update(changed, if_match=str(task["meta"]["versionId"]))
     console.print(f"  PUT Task/{saved['id']} businessStatus {status}, statusReason {reason} "
                   f"-> version {saved['meta']['versionId']}")
-    queued = runtime.emitter.enqueue_resource(saved)
-    console.print(f"  outbox: {len(queued)} item(s) queued")
+    key = reference_of(saved)
+    # the demo does not queue the change itself: it waits for HAPI's delivery, as after a DUI user's save
+    while (item := runtime.outbox.backend.get_by_key(key)) is None:
+        if time.monotonic() - started > DELIVERY_TIMEOUT:
+            raise click.ClickException(f"HAPI did not deliver {key} to the receiver within {DELIVERY_TIMEOUT:.0f} s: "
+                                       "see HAPI's log (hapi-run/) for the Subscription's deliveries")
+        time.sleep(0.02)
+    delivered = time.monotonic() - started
+    console.print(f"  HAPI's Subscription delivered it: item {item.id} queued after {delivered:.2f} s")
     delivery = runtime.emitter.run_pending()
+    accepted = time.monotonic() - started
     console.print(f"  delivery: {len(delivery.sent)} sent, {len(delivery.failed)} refused, "
                   f"{len(delivery.rescheduled)} to retry")
+    console.print(f"  save in HAPI -> accepted by ViaTrajectoire: {accepted:.2f} s")
     id_nat = _input(saved, sdo.ID_NAT_DECISION)
     received = httpx.get(f"{admin_url}/received", timeout=30).json()
     table = Table(title="received by ViaTrajectoire (simulator)")

@@ -11,6 +11,12 @@ timeout; the first non-receiver worker caught in one (found from the TCP connect
 killed with SIGKILL. The simulator does not handle a held request whose client went away, so the killed
 worker's in-flight POST is not applied; its claimed items stay ``sending`` until their lease (5 s) expires
 and the surviving workers take them over.
+
+Which path moves the changes: each worker reconciles every 5 s (``multiworker_helpers``), so a change reaches
+the outbox through HAPI's Subscription or the reconciliation, whichever comes first (an item's
+``origin.via`` says which). These tests are about delivery by several workers (once, in order, under faults
+and a kill), not about how a change is found; the Subscription path alone is proven by
+``tests/e2e/outbound/test_subscription_path.py``, the reconciliation path alone in ``test_outbound_e2e.py``.
 """
 
 from __future__ import annotations

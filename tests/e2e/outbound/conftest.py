@@ -27,7 +27,8 @@ DECISIONS = ("trial", "admission", "refusal", "blocked", "other", "faults", "tim
              "kill-a", "kill-b", "reconcile", "dry-run")
 
 
-def _config_text(sim: Any, state_dir: Path, host: str, port: int, public_url: str, secret: str) -> str:
+def _config_text(sim: Any, state_dir: Path, host: str, port: int, public_url: str, secret: str,
+                 reconcile_seconds: float) -> str:
     from vtdui.simulator.config_writer import render_dui_config
 
     lines = render_dui_config(sim.context).splitlines()
@@ -41,7 +42,7 @@ def _config_text(sim: Any, state_dir: Path, host: str, port: int, public_url: st
     out += [
         "", "[retry]", "attempts = 2", "base_delay = 0.3", "max_delay = 2.0", "max_age_seconds = 900",
         "", "[receiver]", f'host = "{host}"', f"port = {port}", f'public_url = "{public_url}"', f'secret = "{secret}"',
-        "", "[outbox]", "poll_seconds = 0.5", "reconcile_seconds = 3", "lease_seconds = 120",
+        "", "[outbox]", "poll_seconds = 0.5", f"reconcile_seconds = {reconcile_seconds}", "lease_seconds = 120",
         "", "[sync]", "interval_seconds = 3600",
         "", "[logging]", 'level = "INFO"', 'format = "json"',
     ]
@@ -49,7 +50,19 @@ def _config_text(sim: Any, state_dir: Path, host: str, port: int, public_url: st
 
 
 @pytest.fixture(scope="module")
-def env(hapi: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OutboundEnv, dict[str, dict[str, Any]]]]:
+def reconcile_seconds() -> float:
+    """``outbox.reconcile_seconds`` of the module's `vtdui run`.
+
+    3 s here: the tests of ``test_outbound_e2e.py`` check what happens to a change (order, faults, kills),
+    whichever path brought it. A module that proves the Subscription path alone overrides it with an hour,
+    so that the reconciliation can never be what makes it pass.
+    """
+    return 3
+
+
+@pytest.fixture(scope="module")
+def env(hapi: Any, tmp_path_factory: pytest.TempPathFactory,
+        reconcile_seconds: float) -> Iterator[tuple[OutboundEnv, dict[str, dict[str, Any]]]]:
     """The simulator, the decisions of the tests, the configuration, and `vtdui setup` done."""
     tmp = tmp_path_factory.mktemp("outbound-e2e")
     seed = random.SystemRandom().randrange(1, 10**9)
@@ -67,7 +80,8 @@ def env(hapi: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[O
         state_dir = tmp / "dui-state"
         config_path = tmp / "vtdui.toml"
         config_path.write_text(_config_text(sim, state_dir, hapi.bind_host, port,
-                                            f"http://{hapi.callback_host}:{port}", secret), encoding="utf-8")
+                                            f"http://{hapi.callback_host}:{port}", secret, reconcile_seconds),
+                               encoding="utf-8")
         config_path.chmod(0o600)
         outbound = OutboundEnv(sim=sim, config_path=config_path, state_dir=state_dir, hapi_base_url=hapi.base_url,
                                secret=secret, client_secret=info["client_secret"], esat=esat["finess_eg"],

@@ -3,6 +3,13 @@
 Real components only: the session's HAPI JPA server (REST-hook Subscriptions installed by `vtdui setup`), the
 ViaTrajectoire simulator (mTLS + OAuth2, fault injection on its admin port), `vtdui run` / `vtdui outbox` /
 `vtdui evidence` as subprocesses. The tests of this module share one `vtdui run` process and run in file order.
+
+Which path moves the changes here: `vtdui run` reconciles every 3 s (the ``reconcile_seconds`` fixture), so
+a change reaches the outbox through HAPI's Subscription or through the reconciliation, whichever comes first:
+these tests check what happens to a change (order, once, faults, kills, refusals), not how it was found. The
+Subscription path alone is proven by ``test_subscription_path.py`` (reconciliation at an hour, HAPI's log
+checked for failed deliveries); the reconciliation path alone by
+``test_reconciliation_catches_a_change_made_while_vtdui_was_down`` below (no delivery reaches that receiver).
 """
 
 from __future__ import annotations
@@ -10,12 +17,13 @@ from __future__ import annotations
 import json
 import signal
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from outbound_e2e_helpers import OutboundEnv, ServiceProcess, free_port, status_key, wait_for
+from outbound_e2e_helpers import OutboundEnv, ServiceProcess, free_port, inputs_of, status_key, wait_for
 
 from vtdui import sdo
 from vtdui.outbox import ItemState
@@ -34,6 +42,17 @@ def _task(env: OutboundEnv, decision: dict[str, Any], eg: str) -> dict[str, Any]
 
 def _statuses(env: OutboundEnv, id_nat: str) -> list[tuple[str | None, ...]]:
     return [status_key(r["body"]) for r in env.received(id_nat)]
+
+
+def _assert_dates_of_the_change(env: OutboundEnv, id_nat: str) -> None:
+    """Every status and unit status sent is dated the day of the change (the DUI saved each one today)."""
+    today = date.today().isoformat()
+    for request in env.received(id_nat):
+        values = inputs_of(request["body"])
+        if values.get("statutESMS") is not None:
+            assert values.get("dateStatutESMS") == today, values
+        if values.get("statutUnite") is not None:
+            assert values.get("dateStatutUnite") == today, values
 
 
 def _wait_statuses(env: OutboundEnv, id_nat: str, count: int, timeout: float = 90) -> list[tuple[str | None, ...]]:
@@ -67,6 +86,7 @@ def test_esat_trial_period_scenario_quick_changes_each_sent_once_in_order(runnin
     expected = [("41", "152", None, None), ("42", None, "182", None), ("43", None, "185", None),
                 ("44", None, "181", "84")]
     assert _wait_statuses(outbound, id_nat, 4) == expected
+    _assert_dates_of_the_change(outbound, id_nat)
     received = outbound.received(id_nat)
     for request in received:
         assert request["struct_idnat"] == "1" + outbound.esat
@@ -92,6 +112,8 @@ def test_admission_then_exit_and_a_refusal_with_its_reason(running: ServiceProce
     assert _wait_statuses(outbound, decisions["admission"]["id_nat_decision"], 2) == [
         ("47", None, "186", None), ("48", None, "188", "89")]
     assert _wait_statuses(outbound, decisions["refusal"]["id_nat_decision"], 1) == [("45", "118", None, None)]
+    _assert_dates_of_the_change(outbound, decisions["admission"]["id_nat_decision"])
+    _assert_dates_of_the_change(outbound, decisions["refusal"]["id_nat_decision"])
 
 
 def test_a_note_or_the_plugins_own_writes_emit_nothing(running: ServiceProcess, env: Env) -> None:

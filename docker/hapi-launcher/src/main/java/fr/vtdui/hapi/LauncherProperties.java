@@ -26,6 +26,13 @@ public class LauncherProperties {
 	/** Check that references point to existing resources on write. */
 	private boolean enforceReferentialIntegrityOnWrite = true;
 
+	/**
+	 * How often saved resources are handed to subscription matching, in ms (HAPI's default: 5000). Read by
+	 * {@link SubscriptionSchedule} from the environment; declared here so that the setting is documented with
+	 * the others.
+	 */
+	private long subscriptionSubmitIntervalMillis = 250;
+
 	/** Default page size of search results. */
 	private int defaultPageSize = 20;
 
@@ -86,5 +93,13 @@ public class LauncherProperties {
 
 	public void setMaxPageSize(int value) {
 		maxPageSize = value;
+	}
+
+	public long getSubscriptionSubmitIntervalMillis() {
+		return subscriptionSubmitIntervalMillis;
+	}
+
+	public void setSubscriptionSubmitIntervalMillis(long value) {
+		subscriptionSubmitIntervalMillis = value;
 	}
 }

@@ -83,6 +83,16 @@ public class ServerConfig {
 		return settings;
 	}
 
+	/**
+	 * Static: a BeanPostProcessor must exist before the beans it processes, so it cannot wait for the
+	 * configuration-properties binding; the interval is read from the environment directly.
+	 */
+	@Bean
+	public static SubscriptionSchedule subscriptionSchedule(
+			@Value("${vtdui.hapi.subscription-submit-interval-millis:250}") long intervalMillis) {
+		return new SubscriptionSchedule(intervalMillis);
+	}
+
 	@Bean
 	public PartitionSettings partitionSettings() {
 		return new PartitionSettings();

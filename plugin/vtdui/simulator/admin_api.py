@@ -12,7 +12,9 @@ Routes (JSON in, JSON out)::
                                                document until the next update: rehearses the DUI's quarantine
     POST /_admin/events                        MDPH event (37/39/46/49/54) or another establishment's status
     GET  /_admin/received?since=N              what the DUI sent (method, path, struct_idnat, body, validation, status)
-    GET|POST|DELETE /_admin/faults             armed faults (see vtdui.simulator.faults)
+    GET|POST|DELETE /_admin/faults             armed faults (see vtdui.simulator.faults): status, delay,
+                                               drop, expire-token, body (a raw answer: any text, status and
+                                               content type, e.g. malformed JSON for a read)
     POST /_admin/tokens/expire                 make every access token expire
     POST /_admin/reset                         back to the seeded dataset
     POST /_admin/terminology/valuesets         {"url", "add": [{system, code, display}], "remove": [...], "version"}

@@ -615,6 +615,12 @@ class _Wrapper:
             if rule.action == "expire-token":
                 header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
                 self.ctx.tokens.expire(header.partition(" ")[2].strip())
+            if rule.action == "body":
+                raw = Response((rule.body or "").encode("utf-8"), status_code=rule.status or 200,
+                               media_type=rule.content_type)
+                await raw(scope, receive, recording_send)
+                self._record(scope, state, status_holder[0])
+                return
             if rule.status is not None:
                 headers = {"Retry-After": _seconds(rule.retry_after)} if rule.retry_after is not None else {}
                 response = _fhir_response(operation_outcome(

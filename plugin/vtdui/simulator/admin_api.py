@@ -16,6 +16,8 @@ Routes (JSON in, JSON out)::
                                                drop, expire-token, body (a raw answer: any text, status and
                                                content type, e.g. malformed JSON for a read)
     POST /_admin/tokens/expire                 make every access token expire
+    GET|PUT /_admin/token-policy               what the token endpoint requires: {"client_auth": "any" |
+                                               "basic" | "form", "scope": null | "<scope>"}
     POST /_admin/reset                         back to the seeded dataset
     POST /_admin/terminology/valuesets         {"url", "add": [{system, code, display}], "remove": [...], "version"}
     GET  /_admin/terminology/fhir/...          FHIR terminology endpoint: ValueSet?url=, ValueSet/$expand,
@@ -316,6 +318,21 @@ async def expire_tokens(request: Request) -> Response:
     return JSONResponse({"expired": _ctx(request).tokens.expire_all()})
 
 
+async def token_policy(request: Request) -> Response:
+    """``GET`` shows, ``PUT`` sets what the token endpoint requires (client authentication, scope)."""
+    ctx = _ctx(request)
+    if request.method == "PUT":
+        body = await _json(request)
+        client_auth = body.get("client_auth", "any")
+        scope = body.get("scope")
+        if client_auth not in ("any", "basic", "form"):
+            raise AdminError(400, "'client_auth' must be 'any', 'basic' or 'form'")
+        if scope is not None and (not isinstance(scope, str) or not scope.strip() or " " in scope.strip()):
+            raise AdminError(400, "'scope' must be one scope token, or null")
+        ctx.token_policy = {"client_auth": str(client_auth), "scope": scope.strip() if scope else None}
+    return JSONResponse(ctx.token_policy)
+
+
 async def reset(request: Request) -> Response:
     """``POST /_admin/reset``."""
     ctx = _ctx(request)
@@ -430,6 +447,7 @@ def build_admin_app(ctx: SimulatorContext) -> ASGIApp:
         Route("/_admin/received", received, methods=["GET"]),
         Route("/_admin/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_admin/tokens/expire", expire_tokens, methods=["POST"]),
+        Route("/_admin/token-policy", token_policy, methods=["GET", "PUT"]),
         Route("/_admin/reset", reset, methods=["POST"]),
         Route("/_admin/terminology/valuesets", change_valueset, methods=["POST"]),
         Route(f"{term}/metadata", term_metadata, methods=["GET"]),

@@ -220,20 +220,26 @@ def _attachment(document: dict[str, Any]) -> tuple[str | None, str | None]:
     return data, content_type if isinstance(content_type, str) else None
 
 
-def quarantine_due(item: QuarantineItem, now: datetime, base: float, ceiling: float) -> bool:
-    """Tell whether a quarantined item's next try is due.
+def quarantine_next_try(item: QuarantineItem, base: float, ceiling: float) -> datetime | None:
+    """When a quarantined item is tried again (``None`` when its last try is unreadable: due at once).
 
-    Due ``base`` seconds after the last try, doubling with each further try up to ``ceiling``. Never "given
-    up": an item becomes due again and again for as long as it stays quarantined.
+    ``base`` seconds after its last try, doubling with each further try up to ``ceiling``.
+
+    Never "given up": an item becomes due again and again for as long as it stays quarantined.
     """
     try:
         last = datetime.fromisoformat(item.last_tried)
     except ValueError:
-        return True
+        return None
     if last.tzinfo is None:
         last = last.replace(tzinfo=UTC)
-    wait = min(base * 2 ** max(item.attempts - 1, 0), ceiling)
-    return now >= last + timedelta(seconds=wait)
+    return last + timedelta(seconds=min(base * 2 ** max(item.attempts - 1, 0), ceiling))
+
+
+def quarantine_due(item: QuarantineItem, now: datetime, base: float, ceiling: float) -> bool:
+    """Tell whether a quarantined item's next try is due (see :func:`quarantine_next_try`)."""
+    due = quarantine_next_try(item, base, ceiling)
+    return due is None or now >= due
 
 
 class SyncEngine:

@@ -300,6 +300,11 @@ class SyncEngine:
                 # the cursor of that flux did not move: the next cycle covers the same window again
                 log.warning("sync %s for %s interrupted: %s", name, establishment.finess_eg, type(exc).__name__)
                 report.errors.append(f"{name}: {exc}")
+            except Exception as exc:  # an answer no rule foresaw: reported, never a traceback to the user
+                # only the type: the message of an unexpected error may quote the answer (health data)
+                log.error("sync %s for %s interrupted by an unexpected %s", name, establishment.finess_eg,
+                          type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+                report.errors.append(f"{name}: unexpected {type(exc).__name__} (the cursor did not move)")
         return report
 
     # -- windows ------------------------------------------------------------------------------------
@@ -331,7 +336,7 @@ class SyncEngine:
         results = client.search_decisions(eg, since)
         hits = list(results)
         window_end = _server_time(results, window_start)
-        retry = [q for q in self._due_quarantine(eg, "1", window_start)]
+        retry = self._due_quarantine(eg, "1", window_start)
         listed = {str(_hit_field(h, "id")) for h in hits}
         todo: list[tuple[str, str | None]] = [(str(_hit_field(h, "id")), _hit_field(h, "last_updated"))
                                               for h in hits]
@@ -518,6 +523,9 @@ class SyncEngine:
                 since = min(since, max(found_in, window_start - timedelta(days=self.config.sync.max_lookback_days)
                                        + LOOKBACK_MARGIN))
         results = client.search_statuses(eg, since)
+        # a Task malformed again keeps its first entry (same key: its attempts count, its backoff grows)
+        first_seen = {q.vt_id: q.last_updated for q in self.state.quarantined()
+                      if q.finess_eg == eg and q.flux == "5" and q.reason == MALFORMED_TASK}
         malformed: set[str] = set()
         for task in results:
             problem = task_shape_error(task)
@@ -526,7 +534,8 @@ class SyncEngine:
                     else "task-without-id"
                 malformed.add(vt_task_id)
                 # kept with the window it was found in: its retries search that window again
-                self._reject(context, report, flux="5", vt_id=vt_task_id, last_updated=since.isoformat(),
+                self._reject(context, report, flux="5", vt_id=vt_task_id,
+                             last_updated=first_seen.get(vt_task_id) or since.isoformat(),
                              reason=MALFORMED_TASK, message=problem,
                              raw=json.dumps(task, ensure_ascii=False).encode("utf-8"))
                 continue
@@ -693,8 +702,8 @@ def _server_time(results: Any, fallback: datetime) -> datetime:
 
 def _official_identifier(document: dict[str, Any]) -> str | None:
     """The ``official`` identifier (idNat_Decision) of an ESMSDocumentReference, if it carries one."""
-    for ident in document.get("identifier") or []:
-        if isinstance(ident, dict) and ident.get("use") == "official" and isinstance(ident.get("value"), str):
+    for ident in _dicts(document.get("identifier")):
+        if ident.get("use") == "official" and isinstance(ident.get("value"), str):
             return str(ident["value"])
     return None
 

@@ -78,7 +78,7 @@ def test_quarantine_retry_now_and_drop(state_factory: StateFactory) -> None:
     assert retried.attempts == 1
     assert store.drop_quarantine(other.key, EG) is True
     assert [q.key for q in store.quarantined()] == [item.key]
-    dropped = [q for q in store.quarantined(include_resolved=True) if q.key == other.key][0]
+    dropped = next(q for q in store.quarantined(include_resolved=True) if q.key == other.key)
     assert dropped.resolved_at and dropped.message == "dropped by an operator: over the cap"
     assert store.drop_quarantine(other.key, EG) is False and store.retry_quarantine("nope", EG) is False
     assert store.retry_quarantine(item.key, OTHER_EG) is False

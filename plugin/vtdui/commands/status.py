@@ -181,7 +181,7 @@ def status(config_path: Path | None, as_json: bool) -> None:
         q_table = Table(title="quarantined items (vtdui retries them with backoff until stored; "
                               "`vtdui quarantine retry|drop KEY`)")
         for column in ("establishment", "flux", "document", "reason", "attempts", "next try", "message"):
-            q_table.add_column(column)
+            q_table.add_column(column, no_wrap=column == "reason")  # the reason is what an operator greps
         for q in data["quarantined"]:
             q_table.add_row(q["finess_eg"], q["flux"], q["key"], q["reason"], str(q["attempts"]),
                             _dash(q["next_try"]), q["message"])

@@ -12,7 +12,8 @@ own establishment and state directory:
   through the admin API, base64 in the DocumentReference: about 84 MB per answer).
 
 Answers are streamed and read up to ``viatrajectoire.max_response_bytes`` (16 MiB by default): the huge ones
-are refused while they stream in and quarantined (``too-large``), the regular ones stored. The peak resident
+are refused (here from their declared ``Content-Length``, before their body is read; an answer without one is
+cut at the cap while it streams) and quarantined (``too-large``), the regular ones stored. The peak resident
 memory (``VmHWM``) of each process is sampled every 0.1 s; the row compares the oversized run with the
 baseline of the same run, and the run fails if the oversized peak exceeds :data:`LIMIT_MIB` (the issue's bound;
 before streaming, four such documents took the sync to 1.54 GB).

@@ -233,7 +233,8 @@ def quarantine_next_try(item: QuarantineItem, base: float, ceiling: float) -> da
         return None
     if last.tzinfo is None:
         last = last.replace(tzinfo=UTC)
-    return last + timedelta(seconds=min(base * 2 ** max(item.attempts - 1, 0), ceiling))
+    doublings = min(max(item.attempts - 1, 0), 40)  # 2**40 times any base exceeds any ceiling; no overflow
+    return last + timedelta(seconds=min(base * 2**doublings, ceiling))
 
 
 def quarantine_due(item: QuarantineItem, now: datetime, base: float, ceiling: float) -> bool:

@@ -77,9 +77,9 @@ def _item(attempts: int, last_tried: datetime) -> QuarantineItem:
 
 def test_backoff_doubles_up_to_the_ceiling_and_never_gives_up() -> None:
     now = datetime(2026, 5, 13, 8, 0, tzinfo=UTC)
-    waits = [(quarantine_next_try(_item(n, now), 300, 86400) or now) - now for n in (1, 2, 3, 10, 50)]
+    waits = [(quarantine_next_try(_item(n, now), 300, 86400) or now) - now for n in (1, 2, 3, 10, 50, 100_000)]
     assert waits == [timedelta(seconds=300), timedelta(seconds=600), timedelta(seconds=1200),
-                     timedelta(seconds=86400), timedelta(seconds=86400)]
+                     timedelta(seconds=86400), timedelta(seconds=86400), timedelta(seconds=86400)]
     assert not quarantine_due(_item(50, now), now + timedelta(hours=23), 300, 86400)
     assert quarantine_due(_item(50, now), now + timedelta(days=1), 300, 86400)  # still tried after 50 failures
     assert quarantine_due(_item(1, datetime(1970, 1, 1, tzinfo=UTC)), now, 300, 86400)  # `quarantine retry`

@@ -87,7 +87,7 @@ def list_items(config_path: Path | None, establishment: str | None, include_reso
         return
     table = Table(title=f"quarantine ({len(rows)}): retried with backoff until stored; retry/drop KEY to act")
     for column in ("establishment", "flux", "key", "reason", "attempts", "next try", "message"):
-        table.add_column(column, no_wrap=column == "establishment")
+        table.add_column(column, no_wrap=column in ("establishment", "reason"))  # what an operator greps
     for row in rows:
         table.add_row(row["finess_eg"], row["flux"], row["key"], row["reason"], str(row["attempts"]),
                       row["next_try"] or ("resolved" if row["resolved_at"] else "-"), row["message"][:160])

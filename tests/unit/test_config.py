@@ -152,3 +152,21 @@ def test_polling_concurrency_settings_are_checked(tmp_path: Path) -> None:
     message = str(caught.value)
     for key in ("sync.max_concurrent", "sync.max_concurrent_per_entity", "sync.lease_seconds"):
         assert key in message
+
+
+def test_issue_12_settings_defaults_and_validation(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, _valid(tmp_path)), env={"VT_SECRET": "x"})
+    assert (config.viatrajectoire.token_auth, config.viatrajectoire.token_scope) == ("basic", None)
+    assert config.viatrajectoire.max_response_bytes == 16 * 1024 * 1024
+    sync = config.sync
+    assert (sync.mdph_struct_level, sync.setid_rule, sync.reprise) == ("both", "strict", True)
+    assert (sync.quarantine_backoff_seconds, sync.quarantine_max_backoff_seconds) == (300.0, 86400.0)
+    bad = ('[sync]\nmdph_struct_level = "ej+eg"\nsetid_rule = "loose"\nquarantine_backoff_seconds = 10\n'
+           'quarantine_max_backoff_seconds = 5\n')
+    text = _valid(tmp_path).replace('client_secret = "env:VT_SECRET"',
+                                    'client_secret = "env:VT_SECRET"\ntoken_auth = "digest"\nmax_response_bytes = 10')
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text + bad), env={"VT_SECRET": "x"})
+    for key in ("viatrajectoire.token_auth", "viatrajectoire.max_response_bytes", "sync.mdph_struct_level",
+                "sync.setid_rule", "sync.quarantine_backoff_seconds"):
+        assert key in str(info.value)

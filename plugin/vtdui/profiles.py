@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import httpx
 
+from vtdui.bundled import bundled_path
 from vtdui.errors import ConfigError, HapiError
 
 __all__ = [
@@ -38,17 +39,20 @@ _FHIR_JSON: Final = "application/fhir+json"
 
 
 def profiles_dir() -> Path:
-    """Return the ``profiles/`` directory: ``$VTDUI_PROFILES_DIR`` or the repository's own.
+    """Return the ``profiles/`` directory: ``$VTDUI_PROFILES_DIR``, else the one shipped with vtdui.
+
+    The shipped one is the package's copy in an installed wheel, the checkout's ``profiles/`` in an editable
+    install (see :mod:`vtdui.bundled`).
 
     Raises:
         ConfigError: the directory does not exist.
     """
     env = os.environ.get(ENV_PROFILES_DIR)
-    # plugin/vtdui/profiles.py -> the repository root is two levels above the package
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "profiles"
-    if not path.is_dir():
-        hint = f"${ENV_PROFILES_DIR}" if env else "the repository's profiles/ (not shipped in this install)"
-        raise ConfigError(f"profiles directory {path} not found; set {ENV_PROFILES_DIR} or check {hint}")
+    path = Path(env) if env else bundled_path("profiles")
+    if path is None or not path.is_dir():
+        where = f"${ENV_PROFILES_DIR}={env}" if env else "this installation (vtdui/_bundled/profiles)"
+        raise ConfigError(f"profiles directory not found in {where}; set {ENV_PROFILES_DIR} to a vtdui "
+                          "profiles/ directory or reinstall vtdui")
     return path
 
 

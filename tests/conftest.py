@@ -37,10 +37,12 @@ import pytest
 
 from vtdui import hapi_server, pg_server
 from vtdui.errors import ConfigError
-from vtdui.ig_package import ENV_IG_PACKAGE, IgPackage, load_ig_package
+from vtdui.ig_package import IgPackage, load_ig_package
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker" / "compose.yaml"
+#: The official IG package (``.tgz``) or a folder of its resources.
+ENV_IG_PACKAGE = "VTDUI_IG_PACKAGE"
 #: The transcription of the NOS terminology that ``profiles/build_terminology.py`` reads.
 TERMINOLOGY_SOURCE_ENV = "VTDUI_TERMINOLOGY_SOURCE"
 

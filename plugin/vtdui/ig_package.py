@@ -1,8 +1,8 @@
 """The official IG package ``ans.fhir.fr.sdo`` 4.0.7, read from where the operator keeps it.
 
 The IG's StructureDefinitions, CodeSystem and ValueSet are the ANS's publication: vtdui does not ship them.
-They are read from an explicit source, given on the command line (``vtdui setup --ig-package``) or by the
-``VTDUI_IG_PACKAGE`` environment variable:
+They are read from an explicit source, given on the command line (``vtdui setup --ig-package``; the test
+suite's ``--ig-package`` / ``VTDUI_IG_PACKAGE``):
 
 * the official package file as published on the FHIR package registry (``package.tgz``: a gzipped tar with
   the resources under ``package/``), or
@@ -11,31 +11,37 @@ They are read from an explicit source, given on the command line (``vtdui setup 
 Only the top-level conformance resources are read (examples under ``package/example/`` are not), and a
 package that is not ``ans.fhir.fr.sdo`` 4.0.7 is refused: installing another version would make HAPI's
 ``$validate`` check against profiles vtdui was not written for.
+
+:func:`fetch_ig_package` downloads the package file by name and version from a FHIR package registry
+(``https://packages.fhir.org`` by default) where the host reaches one; :func:`install_ig_package` puts its
+StructureDefinitions, CodeSystem and ValueSet into HAPI (``vtdui setup``), so that HAPI's ``$validate``
+knows the IG's profiles.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import httpx
+
 from vtdui import sdo
 from vtdui.errors import ConfigError
+from vtdui.profiles import InstallReport, install_resources
 
 __all__ = [
     "CONFORMANCE_TYPES",
-    "ENV_IG_PACKAGE",
+    "DEFAULT_REGISTRY",
     "IG_PACKAGE_NAME",
+    "IG_TAG",
     "IgPackage",
-    "configured_ig_package",
+    "fetch_ig_package",
+    "install_ig_package",
     "load_ig_package",
 ]
-
-#: Environment variable naming the official package file (``.tgz``) or a folder of its resources.
-ENV_IG_PACKAGE: Final = "VTDUI_IG_PACKAGE"
 
 #: Name of the IG's package on the FHIR package registry.
 IG_PACKAGE_NAME: Final = "ans.fhir.fr.sdo"
@@ -43,6 +49,20 @@ IG_PACKAGE_NAME: Final = "ans.fhir.fr.sdo"
 #: Resource types of the package that HAPI needs for ``$validate`` (examples and the IG resource are not).
 CONFORMANCE_TYPES: Final = frozenset({"StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap",
                                       "NamingSystem", "SearchParameter"})
+
+#: The FHIR package registry queried by name and version.
+DEFAULT_REGISTRY: Final = "https://packages.fhir.org"
+
+#: ``meta.tag`` put on every IG resource vtdui installs into HAPI (clean-up by tag).
+IG_TAG: Final = {"system": "urn:vtdui:fhir:tag", "code": "official-ig"}
+
+#: Install order: code systems before the value sets that include them (HAPI expands a ValueSet with what
+#: it knows when it is stored), profiles last.
+_INSTALL_ORDER: Final = ("CodeSystem", "ValueSet", "ConceptMap", "NamingSystem", "SearchParameter",
+                         "StructureDefinition")
+
+#: Largest package file accepted from a registry (the IG's package is well under this).
+_MAX_PACKAGE_BYTES: Final = 100 * 1024 * 1024
 
 #: Upper bound of one JSON member of a package file: the IG's largest resource is well under 1 MB.
 _MAX_MEMBER_BYTES: Final = 20 * 1024 * 1024
@@ -82,16 +102,6 @@ class IgPackage:
         return [r for r in self.resources.values() if r.get("resourceType") in CONFORMANCE_TYPES]
 
 
-def configured_ig_package() -> IgPackage | None:
-    """Return the package named by ``$VTDUI_IG_PACKAGE``, or ``None`` when the variable is not set.
-
-    Raises:
-        ConfigError: the variable names something that is not the official package (see :func:`load_ig_package`).
-    """
-    value = os.environ.get(ENV_IG_PACKAGE, "").strip()
-    return load_ig_package(Path(value)) if value else None
-
-
 def load_ig_package(source: Path) -> IgPackage:
     """Read the official IG package from a ``.tgz`` file or a folder.
 
@@ -108,7 +118,7 @@ def load_ig_package(source: Path) -> IgPackage:
         manifest, files = _read_tarball(source)
     else:
         raise ConfigError(f"official IG package {source} not found: give the package file ({IG_PACKAGE_NAME} "
-                          f"{sdo.IG_VERSION}, .tgz) or a folder of its resources (${ENV_IG_PACKAGE})")
+                          f"{sdo.IG_VERSION}, .tgz) or a folder of its resources")
     resources: dict[str, dict[str, Any]] = {}
     for name, raw in sorted(files.items()):
         try:
@@ -187,3 +197,57 @@ def _check_identity(source: Path, manifest: dict[str, Any] | None, resources: di
         raise ConfigError(f"{source}: the StructureDefinitions are not those of {IG_PACKAGE_NAME} "
                           f"{sdo.IG_VERSION} (versions: {found})")
     return sdo.IG_VERSION
+
+
+def fetch_ig_package(directory: Path, registry: str = DEFAULT_REGISTRY, *,
+                     client: httpx.Client | None = None, timeout: float = 60.0) -> IgPackage:
+    """Download ``ans.fhir.fr.sdo`` 4.0.7 from a FHIR package registry into ``directory`` and read it.
+
+    Args:
+        directory: where the package file is written (``ans.fhir.fr.sdo-4.0.7.tgz``).
+        registry: base URL of the registry (``GET {registry}/{name}/{version}`` answers the package file).
+        client: the HTTP client to use (a new one is made, and closed, otherwise).
+        timeout: seconds for the download.
+
+    Raises:
+        ConfigError: the registry cannot be reached or does not serve the package (the message says to give the
+            package file instead), or what it served is not the package.
+    """
+    url = f"{registry.rstrip('/')}/{IG_PACKAGE_NAME}/{sdo.IG_VERSION}"
+    own = client is None
+    http = client if client is not None else httpx.Client(timeout=timeout, follow_redirects=True)
+    hint = "download the package file elsewhere and give it with --ig-package"
+    target = directory / f"{IG_PACKAGE_NAME}-{sdo.IG_VERSION}.tgz"
+    try:
+        with http.stream("GET", url, headers={"Accept": "application/gzip, application/octet-stream"}) as response:
+            if response.status_code != 200:
+                raise ConfigError(f"the FHIR package registry answered HTTP {response.status_code} for {url}; {hint}")
+            size = 0
+            with target.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > _MAX_PACKAGE_BYTES:
+                        raise ConfigError(f"{url} sent more than {_MAX_PACKAGE_BYTES} bytes; {hint}")
+                    out.write(chunk)
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"cannot download {url} from the FHIR package registry ({exc}); {hint}") from None
+    finally:
+        if own:
+            http.close()
+    return load_ig_package(target)
+
+
+def install_ig_package(hapi_base_url: str, package: IgPackage, client: httpx.Client | None = None) -> InstallReport:
+    """PUT the package's conformance resources into HAPI by id (tagged :data:`IG_TAG`); unchanged ones are kept.
+
+    Args:
+        hapi_base_url: FHIR base of the HAPI server.
+        package: the official IG package (:func:`load_ig_package`).
+        client: the HTTP client to use (a new one is made, and closed, otherwise).
+
+    Raises:
+        HapiError: HAPI could not be reached or refused a resource.
+    """
+    rank = {name: i for i, name in enumerate(_INSTALL_ORDER)}
+    items = sorted(package.conformance_resources(), key=lambda r: rank.get(str(r["resourceType"]), len(rank)))
+    return install_resources(hapi_base_url, items, tag=IG_TAG, client=client)

@@ -23,6 +23,7 @@ __all__ = [
     "ENV_PROFILES_DIR",
     "SNAPSHOT_TAG",
     "InstallReport",
+    "install_resources",
     "install_terminology",
     "profiles_dir",
     "terminology_dir",
@@ -122,8 +123,32 @@ def install_terminology(
     Raises:
         HapiError: HAPI could not be reached or refused a resource.
     """
-    base = hapi_base_url.rstrip("/")
     items = resources if resources is not None else terminology_resources()
+    return install_resources(hapi_base_url, items, tag=SNAPSHOT_TAG, client=client)
+
+
+def install_resources(
+    hapi_base_url: str,
+    items: list[dict[str, Any]],
+    *,
+    tag: dict[str, str],
+    client: httpx.Client | None = None,
+) -> InstallReport:
+    """PUT each resource into HAPI under its own id, tagged with ``tag``; unchanged ones are not written again.
+
+    Args:
+        hapi_base_url: FHIR base of the HAPI server.
+        items: FHIR resources with ``resourceType`` and ``id``, installed in this order.
+        tag: the ``meta.tag`` coding that says who installed them (clean-up by tag).
+        client: the HTTP client to use (a new one is made, and closed, otherwise).
+
+    Returns:
+        The references created, updated and left unchanged.
+
+    Raises:
+        HapiError: HAPI could not be reached or refused a resource.
+    """
+    base = hapi_base_url.rstrip("/")
     own = client is None
     http = client if client is not None else httpx.Client(timeout=60.0)
     report = InstallReport()
@@ -135,7 +160,7 @@ def install_terminology(
                 report.unchanged.append(ref)
                 continue
             body = dict(resource)
-            body["meta"] = {**resource.get("meta", {}), "tag": [SNAPSHOT_TAG]}
+            body["meta"] = {**resource.get("meta", {}), "tag": [tag]}
             try:
                 response = http.put(
                     f"{base}/{ref}",

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import tarfile
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +16,7 @@ import pytest
 
 from vtdui import sdo
 from vtdui.errors import ConfigError
-from vtdui.ig_package import ENV_IG_PACKAGE, IgPackage, configured_ig_package, load_ig_package
+from vtdui.ig_package import IgPackage, fetch_ig_package, load_ig_package
 
 MANIFEST = {"name": "ans.fhir.fr.sdo", "version": sdo.IG_VERSION, "fhirVersions": ["4.0.1"]}
 
@@ -115,15 +119,6 @@ def test_members_outside_package_are_never_extracted(tmp_path: Path) -> None:
     assert not (tmp_path.parent / "escape.json").exists()
 
 
-def test_environment_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENV_IG_PACKAGE, raising=False)
-    assert configured_ig_package() is None
-    monkeypatch.setenv(ENV_IG_PACKAGE, str(_tgz(tmp_path / "p.tgz", _members())))
-    package = configured_ig_package()
-    assert package is not None
-    _check(package)
-
-
 def test_the_official_resources_read_the_same_from_a_package_file(tmp_path: Path, official_ig: IgPackage) -> None:
     members: dict[str, Any] = {f"package/{name}": r for name, r in official_ig.resources.items()}
     members["package/package.json"] = MANIFEST
@@ -131,3 +126,59 @@ def test_the_official_resources_read_the_same_from_a_package_file(tmp_path: Path
     assert repacked.resources == official_ig.resources
     assert {r["id"] for r in repacked.conformance_resources()} >= {"esms-task", "esms-consent",
                                                                    "esms-document-reference"}
+
+
+class _Registry(ThreadingHTTPServer):
+    """A FHIR package registry on loopback: ``GET /{name}/{version}`` answers the package file it holds."""
+
+    packages: dict[str, bytes]
+
+
+class _RegistryHandler(BaseHTTPRequestHandler):
+    server: _Registry
+
+    def do_GET(self) -> None:
+        body = self.server.packages.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Type", "application/gzip" if body is not None else "text/plain")
+        payload = body if body is not None else b"not found"
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[_Registry]:
+    server = _Registry(("127.0.0.1", 0), _RegistryHandler)
+    server.packages = {f"/ans.fhir.fr.sdo/{sdo.IG_VERSION}": _tgz(tmp_path / "served.tgz", _members()).read_bytes()}
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetch_from_a_registry_by_name_and_version(registry: _Registry, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{registry.server_address[1]}"
+    (tmp_path / "dl").mkdir()
+    package = fetch_ig_package(tmp_path / "dl", url)
+    _check(package)
+    assert package.source == tmp_path / "dl" / f"ans.fhir.fr.sdo-{sdo.IG_VERSION}.tgz"
+
+
+def test_registry_without_the_package_or_unreachable_says_to_give_the_file(registry: _Registry,
+                                                                          tmp_path: Path) -> None:
+    registry.packages.clear()
+    url = f"http://127.0.0.1:{registry.server_address[1]}"
+    with pytest.raises(ConfigError, match=r"HTTP 404 .*give it with --ig-package"):
+        fetch_ig_package(tmp_path, url)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    with pytest.raises(ConfigError, match=r"cannot download .*give it with --ig-package"):
+        fetch_ig_package(tmp_path, f"http://127.0.0.1:{closed}")

@@ -48,7 +48,10 @@ def test_wheel_carries_profiles_launcher_license_and_migrations(wheel: Path) -> 
     assert not any("build_terminology" in n or n.startswith("tests/") for n in names)
     metadata = next(zipfile.ZipFile(wheel).read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     assert "License-Expression: Apache-2.0" in metadata
-    for requirement in ("fhirpy", "fhir.resources", "httpx", "lxml", "pluggy", "click", "starlette", "uvicorn",
+    requires = {line.split(":", 1)[1].strip().split(">")[0].split(";")[0].split("[")[0]
+                for line in metadata.splitlines() if line.startswith("Requires-Dist:")}
+    assert not requires & {"fhirpy", "fhir.resources", "requests"}  # one HTTP stack; see README "Libraries"
+    for requirement in ("httpx", "lxml", "pluggy", "click", "starlette", "uvicorn",
                         "cryptography", "rich"):
         assert f"Requires-Dist: {requirement}" in metadata
     assert "Requires-Dist: psycopg[binary]>=3.2; extra == \"postgres\"" in metadata

@@ -7,15 +7,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     VTDUI_CONFIG=/etc/vtdui/vtdui.toml \
     VTDUI_STATE_DIR=/var/lib/vtdui \
-    VTDUI_HOOKS_DIR=/etc/vtdui/hooks \
-    VTDUI_PROFILES_DIR=/opt/vtdui/profiles
+    VTDUI_HOOKS_DIR=/etc/vtdui/hooks
 
 WORKDIR /opt/vtdui
-COPY pyproject.toml README.md ./
+# What the wheel is built from: the package, and the folders setup.py copies into it (profiles/ and the HAPI
+# launcher's sources, read by vtdui from the installed package). The postgres extra brings the PostgreSQL
+# driver, for [database] url = "postgresql://..." (several workers).
+COPY pyproject.toml setup.py MANIFEST.in README.md LICENSE ./
 COPY plugin ./plugin
 COPY profiles ./profiles
+COPY docker/hapi-launcher ./docker/hapi-launcher
 COPY hooks ./hooks
-RUN pip install . \
+RUN pip install '.[postgres]' \
     && useradd --system --uid 10001 --home-dir /var/lib/vtdui vtdui \
     && mkdir -p /var/lib/vtdui /etc/vtdui/hooks \
     && chown vtdui /var/lib/vtdui

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Write the NOS terminology snapshot used by vtdui as FHIR R4 resources.
 
-Reads the transcription of the ANS terminologies kept beside the specification
-(``../shared/spec/terminology.json`` relative to the repository root) and writes one JSON file per
-resource into ``profiles/terminology/``:
+Reads a transcription of the ANS terminologies (a ``terminology.json`` kept with the specification,
+not in the repository: given by ``--source`` or the ``VTDUI_TERMINOLOGY_SOURCE`` environment variable)
+and writes one JSON file per resource into ``profiles/terminology/``:
 
 * CodeSystems TRE_R357, TRE_R358, TRE_R213, TRE_R240, TRE_R244, TRE_R397: what is known of them
   (``content: complete`` only for TRE_R357, whose full list was read; ``fragment`` otherwise);
@@ -14,7 +14,7 @@ resource into ``profiles/terminology/``:
 The output is deterministic (no clock, stable order, sorted files), so running the script twice
 leaves ``git diff`` empty. Usage::
 
-    python profiles/build_terminology.py [--source PATH] [--out DIR] [--check]
+    python profiles/build_terminology.py --source PATH [--out DIR] [--check]
 
 ``--check`` writes nothing and exits 1 when the files on disk differ from what would be written.
 Only the Python standard library is needed.
@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_SOURCE = HERE.parent.parent / "shared" / "spec" / "terminology.json"
+#: Environment variable naming the transcription when ``--source`` is not given.
+SOURCE_ENV = "VTDUI_TERMINOLOGY_SOURCE"
 DEFAULT_OUT = HERE / "terminology"
 
 PUBLISHER = "Agence du Numérique en Santé (ANS)"
@@ -334,10 +336,16 @@ def render(resource: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="terminology.json to read")
+    env_source = os.environ.get(SOURCE_ENV, "").strip()
+    parser.add_argument("--source", type=Path, default=Path(env_source) if env_source else None,
+                        help=f"terminology.json to read (default: ${SOURCE_ENV})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory to write")
     parser.add_argument("--check", action="store_true", help="only check that the files are up to date")
     args = parser.parse_args(argv)
+    if args.source is None:
+        parser.error(f"no source: give --source PATH or set {SOURCE_ENV} to the terminology transcription")
+    if not args.source.is_file():
+        parser.error(f"source {args.source} not found")
 
     data = json.loads(args.source.read_text(encoding="utf-8"))
     files = build_all(data)

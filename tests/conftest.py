@@ -13,6 +13,12 @@ Docker is not tried then (its compose file runs H2), and ``FHIR_BASE_URL`` may n
 
 When none works the tests that use it FAIL with the reason: they are never skipped, so a missing server can
 not pass for a green run. Fixtures of one test area belong in ``tests/<area>/conftest.py``.
+
+The official IG resources (the ANS's publication, not part of the repository) come from an explicit setting:
+``--ig-package PATH`` or ``$VTDUI_IG_PACKAGE`` (the package ``.tgz`` or a folder of its resources), read by the
+``official_ig`` fixture; the transcription of the NOS terminology the snapshot in ``profiles/terminology`` is
+written from comes from ``--terminology-source FILE`` or ``$VTDUI_TERMINOLOGY_SOURCE`` (``terminology_source``
+fixture). Without them, exactly the tests that need them are skipped, with that reason; ``.ci/run`` sets both.
 """
 
 from __future__ import annotations
@@ -30,16 +36,65 @@ import httpx
 import pytest
 
 from vtdui import hapi_server, pg_server
+from vtdui.errors import ConfigError
+from vtdui.ig_package import IgPackage, load_ig_package
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker" / "compose.yaml"
-#: Official IG conformance resources, read in place (never copied into the repository).
-SHARED_IG_DIR = REPO_ROOT.parent / "shared" / "ig"
+#: The official IG package (``.tgz``) or a folder of its resources.
+ENV_IG_PACKAGE = "VTDUI_IG_PACKAGE"
+#: The transcription of the NOS terminology that ``profiles/build_terminology.py`` reads.
+TERMINOLOGY_SOURCE_ENV = "VTDUI_TERMINOLOGY_SOURCE"
 
 _START_TIMEOUT = float(os.environ.get("VTDUI_HAPI_START_TIMEOUT", "300"))
 #: ``postgresql``: the session's HAPI launcher runs on PostgreSQL; empty or ``h2``: on H2 in memory (default).
 HAPI_DATABASE_ENV = "VTDUI_TEST_HAPI_DATABASE"
 _PEAK_RSS_KEY = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--ig-package`` and ``--terminology-source``: where the official resources the project does not ship are."""
+    group = parser.getgroup("vtdui")
+    group.addoption("--ig-package", default=None, metavar="PATH",
+                    help=f"official IG package ans.fhir.fr.sdo 4.0.7 (.tgz or folder); default ${ENV_IG_PACKAGE}")
+    group.addoption("--terminology-source", default=None, metavar="FILE",
+                    help=f"terminology transcription read by profiles/build_terminology.py; default "
+                         f"${TERMINOLOGY_SOURCE_ENV}")
+
+
+def _setting(config: pytest.Config, option: str, env: str) -> str | None:
+    value = config.getoption(option) or os.environ.get(env, "").strip()
+    return str(value) if value else None
+
+
+@pytest.fixture(scope="session")
+def official_ig(pytestconfig: pytest.Config) -> IgPackage:
+    """The official IG package named by ``--ig-package`` / ``$VTDUI_IG_PACKAGE``; the test is skipped without it.
+
+    A setting that names something else than the official package fails the test (a wrong path must not pass
+    for a skip).
+    """
+    value = _setting(pytestconfig, "--ig-package", ENV_IG_PACKAGE)
+    if value is None:
+        pytest.skip(f"official IG resources not configured: set {ENV_IG_PACKAGE} or --ig-package to the package "
+                    "ans.fhir.fr.sdo 4.0.7 (.tgz or folder); they are the ANS's, not in the repository")
+    try:
+        return load_ig_package(Path(value))
+    except ConfigError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def terminology_source(pytestconfig: pytest.Config) -> Path:
+    """The terminology transcription (``--terminology-source`` / ``$VTDUI_TERMINOLOGY_SOURCE``); skip without it."""
+    value = _setting(pytestconfig, "--terminology-source", TERMINOLOGY_SOURCE_ENV)
+    if value is None:
+        pytest.skip(f"terminology transcription not configured: set {TERMINOLOGY_SOURCE_ENV} or "
+                    "--terminology-source (the file profiles/build_terminology.py reads; not in the repository)")
+    path = Path(value)
+    if not path.is_file():
+        pytest.fail(f"terminology transcription {path} not found ({TERMINOLOGY_SOURCE_ENV} / --terminology-source)")
+    return path
 
 
 @dataclass(frozen=True)

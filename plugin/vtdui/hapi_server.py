@@ -45,6 +45,7 @@ from typing import Any, Final
 
 import httpx
 
+from vtdui.bundled import bundled_path
 from vtdui.errors import ConfigError, HapiError
 
 __all__ = [
@@ -246,18 +247,18 @@ class ServerInfo:
 
 
 def launcher_dir() -> Path:
-    """Return the launcher's Maven project: ``$VTDUI_HAPI_LAUNCHER_DIR`` or ``<repo>/docker/hapi-launcher``.
+    """Return the launcher's Maven project: ``$VTDUI_HAPI_LAUNCHER_DIR``, else the sources shipped with vtdui.
 
     Raises:
         HapiError: the directory has no ``pom.xml``.
     """
     env = os.environ.get(ENV_LAUNCHER_DIR)
-    # plugin/vtdui/hapi_server.py -> the repository root is two levels above the package
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "docker" / "hapi-launcher"
-    if not (path / "pom.xml").is_file():
-        where = f"${ENV_LAUNCHER_DIR}={env}" if env else f"{path} (the repository's docker/hapi-launcher)"
-        raise HapiError(f"HAPI launcher sources not found at {where}: set {ENV_LAUNCHER_DIR} to the "
-                        "docker/hapi-launcher directory of a vtdui checkout")
+    # shipped in the wheel (vtdui/_bundled/hapi-launcher), or the checkout's docker/hapi-launcher when editable
+    path = Path(env) if env else bundled_path("hapi-launcher")
+    if path is None or not (path / "pom.xml").is_file():
+        where = f"${ENV_LAUNCHER_DIR}={env}" if env else "this installation (vtdui/_bundled/hapi-launcher)"
+        raise HapiError(f"HAPI launcher sources not found in {where}: set {ENV_LAUNCHER_DIR} to the "
+                        "docker/hapi-launcher directory of a vtdui checkout, or reinstall vtdui")
     return path
 
 

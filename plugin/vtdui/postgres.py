@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from vtdui.errors import RetriableError
+from vtdui.errors import ConfigError, RetriableError
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["Database", "DatabaseUnavailableError", "connect", "redact_url"]
+__all__ = ["Database", "DatabaseUnavailableError", "connect", "redact_url", "require_driver"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,22 @@ _PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&\s]*")
 
 class DatabaseUnavailableError(RetriableError):
     """The PostgreSQL server cannot be reached, or refused the connection."""
+
+
+def require_driver() -> None:
+    """Check that the PostgreSQL driver (psycopg, the ``postgres`` extra) is installed.
+
+    Raises:
+        ConfigError: it is not: ``database.url`` names PostgreSQL, so say how to install it (no traceback).
+    """
+    try:
+        import psycopg  # noqa: F401  (only whether it imports matters here)
+    except ImportError as exc:
+        raise ConfigError(
+            "database.url names a PostgreSQL database, but the PostgreSQL driver (psycopg) is not installed: "
+            "install vtdui with its postgres extra (pip install 'viatrajectoire-dui[postgres]'), or leave "
+            f"database.url unset to keep the state in SQLite files ({exc})"
+        ) from None
 
 
 def redact_url(url: str) -> str:
@@ -74,7 +90,11 @@ def connect(url: str, *, autocommit: bool = False, connect_timeout: float = 10.0
         url: ``postgresql://user:password@host:port/database``.
         autocommit: leave ``False`` except for statements that must run outside a transaction.
         connect_timeout: seconds before giving up on an unreachable server.
+
+    Raises:
+        ConfigError: the driver is not installed (see :func:`require_driver`).
     """
+    require_driver()
     import psycopg
 
     try:

@@ -16,12 +16,14 @@ from typing import Any, Final
 
 import httpx
 
+from vtdui.bundled import bundled_path
 from vtdui.errors import ConfigError, HapiError
 
 __all__ = [
     "ENV_PROFILES_DIR",
     "SNAPSHOT_TAG",
     "InstallReport",
+    "install_resources",
     "install_terminology",
     "profiles_dir",
     "terminology_dir",
@@ -38,17 +40,20 @@ _FHIR_JSON: Final = "application/fhir+json"
 
 
 def profiles_dir() -> Path:
-    """Return the ``profiles/`` directory: ``$VTDUI_PROFILES_DIR`` or the repository's own.
+    """Return the ``profiles/`` directory: ``$VTDUI_PROFILES_DIR``, else the one shipped with vtdui.
+
+    The shipped one is the package's copy in an installed wheel, the checkout's ``profiles/`` in an editable
+    install (see :mod:`vtdui.bundled`).
 
     Raises:
         ConfigError: the directory does not exist.
     """
     env = os.environ.get(ENV_PROFILES_DIR)
-    # plugin/vtdui/profiles.py -> the repository root is two levels above the package
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "profiles"
-    if not path.is_dir():
-        hint = f"${ENV_PROFILES_DIR}" if env else "the repository's profiles/ (not shipped in this install)"
-        raise ConfigError(f"profiles directory {path} not found; set {ENV_PROFILES_DIR} or check {hint}")
+    path = Path(env) if env else bundled_path("profiles")
+    if path is None or not path.is_dir():
+        where = f"${ENV_PROFILES_DIR}={env}" if env else "this installation (vtdui/_bundled/profiles)"
+        raise ConfigError(f"profiles directory not found in {where}; set {ENV_PROFILES_DIR} to a vtdui "
+                          "profiles/ directory or reinstall vtdui")
     return path
 
 
@@ -118,8 +123,32 @@ def install_terminology(
     Raises:
         HapiError: HAPI could not be reached or refused a resource.
     """
-    base = hapi_base_url.rstrip("/")
     items = resources if resources is not None else terminology_resources()
+    return install_resources(hapi_base_url, items, tag=SNAPSHOT_TAG, client=client)
+
+
+def install_resources(
+    hapi_base_url: str,
+    items: list[dict[str, Any]],
+    *,
+    tag: dict[str, str],
+    client: httpx.Client | None = None,
+) -> InstallReport:
+    """PUT each resource into HAPI under its own id, tagged with ``tag``; unchanged ones are not written again.
+
+    Args:
+        hapi_base_url: FHIR base of the HAPI server.
+        items: FHIR resources with ``resourceType`` and ``id``, installed in this order.
+        tag: the ``meta.tag`` coding that says who installed them (clean-up by tag).
+        client: the HTTP client to use (a new one is made, and closed, otherwise).
+
+    Returns:
+        The references created, updated and left unchanged.
+
+    Raises:
+        HapiError: HAPI could not be reached or refused a resource.
+    """
+    base = hapi_base_url.rstrip("/")
     own = client is None
     http = client if client is not None else httpx.Client(timeout=60.0)
     report = InstallReport()
@@ -131,7 +160,7 @@ def install_terminology(
                 report.unchanged.append(ref)
                 continue
             body = dict(resource)
-            body["meta"] = {**resource.get("meta", {}), "tag": [SNAPSHOT_TAG]}
+            body["meta"] = {**resource.get("meta", {}), "tag": [tag]}
             try:
                 response = http.put(
                     f"{base}/{ref}",

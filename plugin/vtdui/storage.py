@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from vtdui.config import RetrySettings
 from vtdui.exchanges import ExchangeLog
 from vtdui.outbox import Outbox
+from vtdui.postgres import require_driver
 from vtdui.state import StateBackend, StateStore
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def open_state(config: Config) -> StateBackend:
         DatabaseUnavailableError: the PostgreSQL server cannot be reached.
     """
     if config.database.is_postgres and config.database.url:
+        require_driver()
         from vtdui.pg_state import PostgresStateStore
 
         return PostgresStateStore(config.database.url, pool_size=config.database.pool_size)
@@ -54,6 +56,7 @@ def open_outbox(config: Config, retry: RetrySettings | None = None, **kwargs: An
         DatabaseUnavailableError: the PostgreSQL server cannot be reached.
     """
     if config.database.is_postgres and config.database.url:
+        require_driver()
         from vtdui.pg_outbox import PostgresOutboxBackend
 
         return Outbox(PostgresOutboxBackend(config.database.url, pool_size=config.database.pool_size), retry,
@@ -69,6 +72,7 @@ def open_exchanges(config: Config, current_item: Callable[[], Any] | None = None
         DatabaseUnavailableError: the PostgreSQL server cannot be reached.
     """
     if config.database.is_postgres and config.database.url:
+        require_driver()
         from vtdui.pg_exchanges import PostgresExchangeLog
 
         return PostgresExchangeLog(config.database.url, current_item=current_item,
@@ -86,5 +90,6 @@ def open_poll_schedule(config: Config) -> PollSchedule:
     from vtdui.schedule import PostgresPollSchedule, SQLitePollSchedule
 
     if config.database.is_postgres and config.database.url:
+        require_driver()
         return PostgresPollSchedule(config.database.url, pool_size=config.database.pool_size)
     return SQLitePollSchedule.open(config.state_dir)

@@ -1,11 +1,15 @@
 """The HAPI side: transactions, reads, searches and history of the DUI's FHIR repository.
 
-Writes go through :meth:`HapiStore.transaction` (httpx): one Bundle per inbound document, all-or-nothing,
-conditional entries so a replay changes nothing. Searches go through fhirpy's ``SyncFHIRClient`` (its
-chainable search builder and ``next``-link paging). Errors are translated at this boundary::
+Writes go through :meth:`HapiStore.transaction`: one Bundle per inbound document, all-or-nothing,
+conditional entries so a replay changes nothing. Every request, writes, reads, searches and their pages
+alike, goes through one ``httpx.Client`` (kept open: its pool reuses the connection to HAPI) and one
+translation of errors at this boundary, which is the one retry policy towards HAPI::
 
-    network failure, timeout, 429, 5xx  ─▶ RetriableError (try again later; nothing was written)
+    network failure, timeout, 429, 5xx  ─▶ RetriableError (try again later; nothing was written), with
+                                           the server's Retry-After; the caller's [retry] schedule retries
     4xx with an OperationOutcome        ─▶ HapiError(status, outcome) (the request itself is wrong)
+
+A client given to the store (e.g. with another transport) therefore sees every request, searches included.
 
 Example::
 
@@ -22,9 +26,6 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-import requests
-from fhirpy import SyncFHIRClient
-from fhirpy.base.exceptions import BaseFHIRError, OperationOutcome, ResourceNotFound
 
 from vtdui import sdo
 from vtdui.changes import stamp_own_write
@@ -55,13 +56,9 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _plain(value: Any) -> Any:
-    """Turn fhirpy resources (dict subclasses with attribute access) into plain JSON types."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+def _next_link(page: Mapping[str, Any]) -> str | None:
+    return next((str(link["url"]) for link in page.get("link", [])
+                 if link.get("relation") == "next" and link.get("url")), None)
 
 
 class HapiStore:
@@ -69,8 +66,8 @@ class HapiStore:
 
     Args:
         base_url: FHIR base, e.g. ``http://127.0.0.1:8080/fhir``.
-        client: an httpx client to use for writes (tests inject one with a ``MockTransport``); when
-            ``None`` the store makes and owns one.
+        client: the httpx client for every request to HAPI (e.g. with another transport); when ``None``
+            the store makes and owns one, whose connection pool is reused by every request.
         timeout: seconds per request.
         authorization: value of the ``Authorization`` header, if the server needs one.
     """
@@ -84,8 +81,6 @@ class HapiStore:
         self._owns_client = client is None
         self._http = client if client is not None else httpx.Client(timeout=timeout)
         self._headers = headers
-        self._fhir = SyncFHIRClient(self.base_url, authorization=authorization,
-                                    requests_config={"timeout": timeout})
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -103,7 +98,7 @@ class HapiStore:
 
     # -- raw HTTP (httpx) --------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
+    def _request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
                  headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
         try:
@@ -175,33 +170,26 @@ class HapiStore:
     def history(self, resource_type: str, resource_id: str) -> list[dict[str, Any]]:
         """Every stored version of one resource, newest first."""
         versions: list[dict[str, Any]] = []
-        page: dict[str, Any] | None = self._request("GET", f"{resource_type}/{resource_id}/_history")
-        while page:
+        for page in self._pages(f"{resource_type}/{resource_id}/_history", None):
             versions += [e["resource"] for e in page.get("entry", []) if "resource" in e]
-            following = next((link.get("url") for link in page.get("link", []) if link.get("relation") == "next"),
-                             None)
-            page = self._request("GET", following) if following else None
         return versions
 
-    # -- searches (fhirpy) ----------------------------------------------------------------------------
+    # -- searches ----------------------------------------------------------------------------------------
+
+    def _pages(self, path: str, params: Mapping[str, Any] | None) -> Iterator[dict[str, Any]]:
+        """Each Bundle page of a search or history, following the ``next`` links HAPI gives."""
+        page: dict[str, Any] | None = self._request("GET", path, params=params)
+        while page:
+            yield page
+            following = _next_link(page)
+            page = self._request("GET", following) if following else None
 
     def _iterate(self, resource_type: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        search = self._fhir.resources(resource_type).search(**dict(params))
-        if "_count" not in params:
-            search = search.limit(_PAGE_SIZE)
-        try:
-            for resource in search:  # fhirpy follows the Bundle's ``next`` links
-                yield _plain(resource)
-        except requests.RequestException as exc:
-            raise RetriableError(f"HAPI FHIR server at {self.base_url} unreachable: {type(exc).__name__}") from exc
-        except ResourceNotFound as exc:
-            raise HapiError(f"HAPI does not know the resource type {resource_type}", status=404) from exc
-        except OperationOutcome as exc:
-            outcome = exc.resource if isinstance(exc.resource, dict) else None
-            raise HapiError(f"HAPI refused the search {resource_type}: {_outcome_text(outcome)}",
-                            outcome=outcome) from exc
-        except BaseFHIRError as exc:
-            raise HapiError(f"HAPI refused the search {resource_type}: {type(exc).__name__}") from exc
+        query = {**params} if "_count" in params else {**params, "_count": str(_PAGE_SIZE)}
+        for page in self._pages(resource_type, query):
+            # a searchset may also carry included resources and OperationOutcome warnings: only the type asked
+            yield from (e["resource"] for e in page.get("entry", [])
+                        if e.get("resource", {}).get("resourceType") == resource_type)
 
     def search(self, resource_type: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every resource matching ``params`` (FHIR search parameters), all pages.

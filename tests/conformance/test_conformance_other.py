@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import pytest
@@ -12,9 +11,7 @@ from conformance_examples import STRUCT, consent, document_reference, statut_esm
 from vtdui import sdo
 from vtdui.conformance import check_bundle, check_esms_consent, check_esms_document_reference, check_resource
 from vtdui.errors import RuleViolation
-
-REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
-SHARED_IG = REPO.parent / "shared" / "ig"
+from vtdui.ig_package import IgPackage
 
 
 def error_rules(found: list[RuleViolation]) -> set[str]:
@@ -143,10 +140,10 @@ def test_check_resource_dispatch() -> None:
     assert {v.rule for v in check_resource({"resourceType": "Patient"})} == {"resourceType"}
 
 
-def test_official_ig_bundle_profiles_fix_searchset() -> None:
+def test_official_ig_bundle_profiles_fix_searchset(official_ig: IgPackage) -> None:
     # the official profiles say what check_bundle enforces: type searchset, entry resource 1..1 of one type
     for name, rtype in (("notification-esms", "Task"), ("decision-evaluation", "DocumentReference")):
-        sd = json.loads((SHARED_IG / f"StructureDefinition-esms-bundle-resultat-recherche-{name}.json").read_text())
+        sd = official_ig.resource(f"StructureDefinition-esms-bundle-resultat-recherche-{name}.json")
         elements = {e["id"]: e for e in sd["snapshot"]["element"]}
         assert elements["Bundle.type"].get("patternCode", elements["Bundle.type"].get("fixedCode")) == "searchset"
         assert elements["Bundle.entry.resource"]["type"][0]["code"] == rtype

@@ -14,7 +14,6 @@ from vtdui.profiles import profiles_dir, terminology_resources
 from vtdui.terminology import Terminology
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = REPO.parent / "shared" / "spec" / "terminology.json"
 
 # brief §6.1-§6.4
 J252 = {"37", "39", "40", "41", "42", "43", "44", "45", "46", "47", "48", "49", "51", "54", "71", "72"}
@@ -105,23 +104,26 @@ def test_resources_have_sdo_canonicals_versions_and_content() -> None:
         assert len(r["id"]) <= 64 and all(ch.isalnum() or ch in "-." for ch in r["id"])
 
 
-def test_snapshot_is_up_to_date_and_deterministic(tmp_path: Path) -> None:
+def test_snapshot_is_up_to_date_and_deterministic(tmp_path: Path, terminology_source: Path) -> None:
     script = REPO / "profiles" / "build_terminology.py"
-    check = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, check=False)
+    source = ["--source", str(terminology_source)]
+    check = subprocess.run([sys.executable, str(script), *source, "--check"], capture_output=True, text=True,
+                           check=False)
     assert check.returncode == 0, check.stderr
-    subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(script), *source, "--out", str(tmp_path)], check=True, capture_output=True)
     for path in (REPO / "profiles" / "terminology").glob("*.json"):
         assert (tmp_path / path.name).read_bytes() == path.read_bytes()
 
 
-def test_check_detects_a_stale_file(tmp_path: Path) -> None:
+def test_check_detects_a_stale_file(tmp_path: Path, terminology_source: Path) -> None:
     script = REPO / "profiles" / "build_terminology.py"
-    subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], check=True, capture_output=True)
+    source = ["--source", str(terminology_source)]
+    subprocess.run([sys.executable, str(script), *source, "--out", str(tmp_path)], check=True, capture_output=True)
     target = next(tmp_path.glob("ValueSet-JDV-J252*.json"))
     data = json.loads(target.read_text(encoding="utf-8"))
     data["version"] = "1"
     target.write_text(json.dumps(data), encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script), "--check", "--out", str(tmp_path)],
+    done = subprocess.run([sys.executable, str(script), *source, "--check", "--out", str(tmp_path)],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "JDV-J252" in done.stderr
 
@@ -135,5 +137,10 @@ def test_profiles_dir_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         profiles_dir()
 
 
-def test_spec_source_is_what_the_script_reads() -> None:
-    assert SPEC.is_file()
+def test_script_without_a_source_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VTDUI_TERMINOLOGY_SOURCE", raising=False)
+    script = REPO / "profiles" / "build_terminology.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "--source" in done.stderr and "VTDUI_TERMINOLOGY_SOURCE" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -14,19 +14,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from vtdui import sdo
+from vtdui.ig_package import IgPackage
 
 pytestmark = pytest.mark.integration
 
 TEST_SYSTEM = "urn:vtdui:test"
-#: Official IG conformance resources, read in place from ../shared/ig next to the repository (never copied).
-SHARED_IG_DIR = Path(__file__).resolve().parents[3] / "shared" / "ig"
 
 
 def _wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0, pause: float = 0.25) -> Any:
@@ -315,22 +313,14 @@ def test_rest_hook_subscription_without_endpoint_is_refused(fhir: httpx.Client) 
 # ------------------------------------------------------------------------------------ $validate
 
 
-def _load_ig(name: str) -> dict[str, Any]:
-    path: Path = SHARED_IG_DIR / name
-    if not path.is_file():
-        pytest.fail(f"official IG resource {path} not found (tests read ../shared/ig next to the repository)")
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
-
-
 @pytest.fixture
-def esms_task_profile(fhir: httpx.Client, hapi_base_url: str) -> str:
+def esms_task_profile(official_ig: IgPackage, fhir: httpx.Client, hapi_base_url: str) -> str:
     """Upload ESMSTask, its input CodeSystem and the NOS terminology snapshot; return the profile URL."""
     from vtdui.profiles import install_terminology  # the lead's module: NOS CodeSystems and JDV ValueSets
 
     install_terminology(hapi_base_url)
     for name in ("CodeSystem-input-task-sdo-codesystem.json", "StructureDefinition-esms-task.json"):
-        resource = _load_ig(name)
+        resource = official_ig.resource(name)
         response = fhir.put(f"{resource['resourceType']}/{resource['id']}", json=resource)
         assert response.status_code in (200, 201), response.text
     return sdo.PROFILE_TASK

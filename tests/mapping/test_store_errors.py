@@ -84,3 +84,36 @@ def test_update_sends_if_match_and_read_maps_absent_to_none() -> None:
     assert seen[-1].headers["If-Match"] == 'W/"4"'
     with pytest.raises(HapiError, match="resourceType and id"):
         store.update({"resourceType": "Task"})
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_search_pages_are_translated_like_every_other_request(status: int) -> None:
+    # the second page of a search fails the way a busy server does: retriable, as for a write
+    def answer(request: httpx.Request) -> httpx.Response:
+        if "page=2" in str(request.url):
+            return httpx.Response(status, headers={"Retry-After": "3"}, text="busy")
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset",
+                                         "link": [{"relation": "next", "url": "http://hapi.test/fhir?page=2"}],
+                                         "entry": [{"resource": {"resourceType": "Task", "id": "1"}}]})
+
+    with pytest.raises(RetriableError) as caught:
+        _store(answer).search("Task", {"code": "x"})
+    assert (caught.value.status, caught.value.retry_after) == (status, 3.0)
+
+
+def test_search_sends_its_parameters_and_keeps_only_the_type_asked() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset", "entry": [
+            {"resource": {"resourceType": "Task", "id": "1"}, "search": {"mode": "match"}},
+            {"resource": {"resourceType": "Organization", "id": "o"}, "search": {"mode": "include"}},
+            {"resource": {"resourceType": "OperationOutcome"}, "search": {"mode": "outcome"}}]})
+
+    found = _store(answer).search("Task", {"business-status": "s|39", "_tag": ["a|1", "b|2"]})
+    assert found == [{"resourceType": "Task", "id": "1"}]
+    (request,) = seen
+    assert request.url.path == "/fhir/Task"
+    assert request.url.params.get_list("_tag") == ["a|1", "b|2"]
+    assert (request.url.params["business-status"], request.url.params["_count"]) == ("s|39", "100")

@@ -1,6 +1,6 @@
 """Everything the simulator serves validates with zero errors against the official profiles (HAPI ``$validate``).
 
-Uploads the IG's StructureDefinitions, CodeSystem and ValueSet from ``../shared/ig`` (read in place) and the
+Uploads the IG's StructureDefinitions, CodeSystem and ValueSet (``official_ig``: skipped without it) and the
 NOS terminology snapshot into the session's HAPI server, then validates a decision and an evaluation
 DocumentReference (flux 1.4 / 3.2), the flux 1.2 and 3.2 Bundles, and a flux 5.2 Bundle of Tasks (MDPH event,
 another establishment's unit status, a status posted through flux 4).
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,13 +17,11 @@ import pytest
 from sim_helpers import Dui, admin, consent_body, gt, just_before, new_decision, task_body
 
 from vtdui import sdo
+from vtdui.ig_package import IgPackage
 from vtdui.profiles import install_terminology
 from vtdui.simulator.server import RunningSimulator
 
 pytestmark = pytest.mark.integration
-
-SHARED_IG = Path(__file__).resolve().parents[2].parent / "shared" / "ig"
-
 
 LOINC_FRAGMENT = {
     "resourceType": "CodeSystem", "id": "vtdui-test-loinc-fragment", "url": "http://loinc.org",
@@ -37,10 +34,7 @@ LOINC_FRAGMENT = {
 
 
 @pytest.fixture(scope="module")
-def hapi_with_ig(hapi_base_url: str) -> Iterator[httpx.Client]:
-    files = sorted(SHARED_IG.glob("*.json"))
-    if not files:
-        pytest.fail(f"official IG resources not found in {SHARED_IG}")
+def hapi_with_ig(official_ig: IgPackage, hapi_base_url: str) -> Iterator[httpx.Client]:
     install_terminology(hapi_base_url)
     headers = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
     with httpx.Client(base_url=hapi_base_url, headers=headers, timeout=300) as client:
@@ -50,10 +44,7 @@ def hapi_with_ig(hapi_base_url: str) -> Iterator[httpx.Client]:
         # as an unknown code system. Other LOINC codes then fail in this HAPI session: only these are used.
         response = client.put("CodeSystem/vtdui-test-loinc-fragment", json=LOINC_FRAGMENT)
         assert response.status_code in (200, 201), response.text
-        for path in files:
-            resource = json.loads(path.read_text(encoding="utf-8"))
-            if "resourceType" not in resource or "id" not in resource:
-                continue
+        for resource in official_ig.conformance_resources():
             response = client.put(f"{resource['resourceType']}/{resource['id']}", json=resource)
             assert response.status_code in (200, 201), response.text
         yield client

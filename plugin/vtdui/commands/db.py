@@ -22,6 +22,9 @@ _CONFIG = click.option("--config", "config_path", type=click.Path(path_type=Path
 
 def _postgres_url(cfg: Config) -> str | None:
     if cfg.database.is_postgres and cfg.database.url:
+        from vtdui.postgres import require_driver
+
+        require_driver()
         return cfg.database.url
     click.echo(f"database.url is not set: the state is kept in SQLite files in {cfg.state_dir}, "
                "created and upgraded by vtdui itself; nothing to migrate.")

@@ -26,12 +26,12 @@ import pytest
 from outbound_e2e_helpers import OutboundEnv, ServiceProcess, free_port, inputs_of, status_key, wait_for
 
 from vtdui import sdo
+from vtdui.ig_package import IgPackage
 from vtdui.outbox import ItemState
 
 pytestmark = [pytest.mark.integration, pytest.mark.simulator]
 
 Env = tuple[OutboundEnv, dict[str, dict[str, Any]]]
-SHARED_IG = Path(__file__).resolve().parents[3].parent / "shared" / "ig"
 
 
 def _task(env: OutboundEnv, decision: dict[str, Any], eg: str) -> dict[str, Any]:
@@ -176,20 +176,16 @@ LOINC_FRAGMENT = {
 }
 
 
-def test_sent_resources_validate_against_the_official_profiles(running: ServiceProcess, env: Env) -> None:
+def test_sent_resources_validate_against_the_official_profiles(official_ig: IgPackage, running: ServiceProcess,
+                                                              env: Env) -> None:
     outbound, decisions = env
-    files = sorted(SHARED_IG.glob("*.json"))
-    assert files, f"official IG resources not found in {SHARED_IG}"
     _wait_statuses(outbound, decisions["trial"]["id_nat_decision"], 4)
     task = outbound.received(decisions["trial"]["id_nat_decision"])[3]["body"]  # ESMS + complete unit block
     [consent] = outbound.received(decisions["consent"]["id_nat_decision"], "Consent")
     with outbound.fhir() as client:
         response = client.put("CodeSystem/vtdui-test-loinc-fragment", json=LOINC_FRAGMENT)
         assert response.status_code in (200, 201), response.text
-        for path in files:
-            resource = json.loads(path.read_text(encoding="utf-8"))
-            if "resourceType" not in resource or "id" not in resource:
-                continue
+        for resource in official_ig.conformance_resources():
             response = client.put(f"{resource['resourceType']}/{resource['id']}", json=resource)
             assert response.status_code in (200, 201), response.text
         for body, profile in ((task, sdo.PROFILE_TASK), (consent["body"], sdo.PROFILE_CONSENT)):

@@ -184,7 +184,7 @@ def test_outbox_table_and_receiver_overrides(tmp_path: Path) -> None:
     from vtdui.errors import ConfigError
 
     path = tmp_path / "vtdui.toml"
-    path.write_text('[receiver]\nhost = "127.0.0.1"\nsecret = "s"\n'
+    path.write_text('[receiver]\nhost = "127.0.0.1"\nsecret = "0123456789abcdef"\n'
                     "[outbox]\npoll_seconds = 1\nreconcile_seconds = 60\n")
     config = load_config(path, env={"VTDUI_RECEIVER_HOST": "0.0.0.0",
                                     "VTDUI_RECEIVER_PUBLIC_URL": "http://vtdui:8765/vtdui/hook"})

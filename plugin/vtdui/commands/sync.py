@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from vtdui.config import load_config
+from vtdui.exitcodes import PARTIAL
 from vtdui.logs import setup_logging
 from vtdui.runtime import Runtime
 from vtdui.sync import SyncReport
@@ -61,4 +62,4 @@ def sync(config_path: Path | None, once: bool, only: tuple[str, ...], as_json: b
             Console().print(f"{quarantined} document(s) kept aside: `vtdui status` lists them with their reason "
                             "(retried on the next cycles)")
     if not report.ok:
-        raise SystemExit(2)
+        raise SystemExit(PARTIAL)

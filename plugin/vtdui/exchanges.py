@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from vtdui.sqlite import connect
 from vtdui.viatrajectoire.trace import Exchange, redact_headers
 
 __all__ = ["ExchangeLog", "LatencyStats", "StoredExchange"]
@@ -124,14 +124,8 @@ class ExchangeLog:
 
     def __init__(self, state_dir: Path, current_item: Callable[[], Any] | None = None) -> None:
         self.path = Path(state_dir) / "exchanges.sqlite3"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-            os.close(fd)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect(self.path)  # 0600 in a 0700 directory, WAL
         for statement in filter(str.strip, _SCHEMA.split(";")):
             self._db.execute(statement)
         self._current_item = current_item

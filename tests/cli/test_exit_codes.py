@@ -107,3 +107,11 @@ def test_cda_on_odd_inputs_is_a_clear_error(tmp_path: Path, kind: str) -> None:
     assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr
     expected = "too-large" if kind.startswith("huge") else "not-a-file"
     assert done.stderr.startswith(f"Error: document refused ({expected})"), done.stderr
+
+
+def test_the_readme_documents_every_code_in_one_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Exit codes", 1)[1].split("\n#", 1)[0]
+    documented = {int(line.split("|")[1]) for line in section.splitlines() if line.startswith("| ") and
+                  line.split("|")[1].strip().isdigit()}
+    assert documented == {exitcodes.OK, exitcodes.ERROR, exitcodes.USAGE, exitcodes.PARTIAL, exitcodes.INTERRUPTED}

@@ -29,7 +29,7 @@ def split_credentials(url: str) -> tuple[str, str | None]:
 
 
 def redact_userinfo(text: str) -> str:
-    """Return ``text`` (a URL, or a message quoting one) with any ``user:password@`` shown as ``***@``."""
+    """Return ``text`` (a URL, or a message quoting one) with passwords in URLs shown as ``user:***@``."""
     out: list[str] = []
     rest = text
     while True:
@@ -45,6 +45,9 @@ def redact_userinfo(text: str) -> str:
                 end = found
         authority = tail[:end]
         if "@" in authority:
-            authority = "***@" + authority.rpartition("@")[2]
+            userinfo, _, host = authority.rpartition("@")
+            user, colon, _password = userinfo.partition(":")
+            # the user name helps the operator and is no secret; a lone user info may be a token
+            authority = f"{user}:***@{host}" if colon else f"***@{host}"
         out.append(head + authority)
         rest = tail[end:]

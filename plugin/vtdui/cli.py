@@ -12,6 +12,8 @@ import click
 
 from vtdui import __version__
 from vtdui.errors import VtduiError
+from vtdui.exitcodes import ERROR, INTERRUPTED
+from vtdui.urls import redact_userinfo
 
 #: command name -> "module:attribute" of its click command
 COMMANDS: dict[str, str] = {
@@ -70,31 +72,41 @@ def cli() -> None:
 
 
 def _register_plugin_commands() -> None:
-    """Let plugins add commands (hook ``register_commands``); hooks dir from ``$VTDUI_HOOKS_DIR`` or ./hooks."""
+    """Let plugins add commands (hook ``register_commands``).
+
+    Hook files come from ``$VTDUI_HOOKS_DIR`` only: the command line is parsed before any configuration is
+    read, and code is never imported implicitly from the current directory.
+    """
     import os
     from pathlib import Path
 
     from vtdui.plugins import get_plugin_manager
 
-    hooks_dir = Path(os.environ.get("VTDUI_HOOKS_DIR", "hooks"))
+    hooks_env = os.environ.get("VTDUI_HOOKS_DIR")
     # VTDUI_PLUGINS names are checked by the command itself, against the configured hooks directory
-    pm = get_plugin_manager(hooks_dir, check_names=False)
+    pm = get_plugin_manager(Path(hooks_env) if hooks_env else None, check_names=False)
     pm.hook.register_commands(cli=cli)
 
 
 def main() -> None:
-    """Entry point of the console script: expected errors become one clear message, exit 1."""
+    """Entry point of the console script: expected errors become one clear message, exit 1.
+
+    Exit statuses are those of :mod:`vtdui.exitcodes` (README, "Exit codes").
+    """
     try:
         _register_plugin_commands()
-        cli(standalone_mode=False)
+        # without standalone mode click returns a command's ``Exit(n)`` status instead of exiting with it
+        status = cli(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(INTERRUPTED) from None
     except click.exceptions.ClickException as exc:
         exc.show()
         raise SystemExit(exc.exit_code) from None
     except click.exceptions.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except VtduiError as exc:
-        click.secho(f"Error: {exc}", fg="red", err=True)
-        raise SystemExit(1) from None
+        click.secho(f"Error: {redact_userinfo(str(exc))}", fg="red", err=True)
+        raise SystemExit(ERROR) from None
+    if isinstance(status, int) and not isinstance(status, bool) and status != 0:
+        raise SystemExit(status)

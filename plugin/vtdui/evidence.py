@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from vtdui.exchanges import ExchangeLog, StoredExchange
 from vtdui.logs import redact
 from vtdui.outbox import ItemState, Outbox, OutboxItem
+from vtdui.safe_io import private_dir
 
 if TYPE_CHECKING:
     from vtdui.config import Config
@@ -74,6 +75,7 @@ class EvidenceReport:
 
 def _write(path: Path, data: Any) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
@@ -136,7 +138,7 @@ def export_evidence(state_dir: Path, directory: Path, *, include_unsent: bool = 
     else:
         box = outbox if outbox is not None else Outbox.open(state_dir)
         trace_log = exchanges if exchanges is not None else ExchangeLog(state_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)  # ESMSTask / ESMSConsent payloads as sent
     report = EvidenceReport(directory)
     index: list[dict[str, Any]] = []
     try:

@@ -19,21 +19,23 @@ Latency figures (count and total seconds per kind and status class) are kept in 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from vtdui.sqlite import connect
+from vtdui.urls import redact_userinfo
 from vtdui.viatrajectoire.trace import Exchange, redact_headers
 
-__all__ = ["ExchangeLog", "LatencyStats", "StoredExchange"]
+__all__ = ["LATENCY_BUCKETS", "ExchangeLog", "LatencyStats", "StoredExchange"]
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +105,24 @@ class StoredExchange:
 
 @dataclass
 class LatencyStats:
-    """Count and total duration of the attempts of one kind and status class."""
+    """Count, total duration and duration histogram of the attempts of one kind and status class."""
 
     count: int = 0
     seconds: float = 0.0
+    #: attempts that took at most each bound of :data:`LATENCY_BUCKETS` (not cumulative; ``+Inf`` is ``count``)
+    buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+
+    def add(self, seconds: float) -> None:
+        """Count one attempt of ``seconds``."""
+        self.count += 1
+        self.seconds += seconds
+        index = bisect.bisect_left(LATENCY_BUCKETS, seconds)
+        if index < len(LATENCY_BUCKETS):
+            self.buckets[index] += 1
+
+
+#: upper bounds (seconds) of the ViaTrajectoire request-duration histogram of ``/metrics``
+LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 def _text(body: bytes) -> str:
@@ -124,14 +140,8 @@ class ExchangeLog:
 
     def __init__(self, state_dir: Path, current_item: Callable[[], Any] | None = None) -> None:
         self.path = Path(state_dir) / "exchanges.sqlite3"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-            os.close(fd)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect(self.path)  # 0600 in a 0700 directory, WAL
         for statement in filter(str.strip, _SCHEMA.split(";")):
             self._db.execute(statement)
         self._current_item = current_item
@@ -142,9 +152,7 @@ class ExchangeLog:
         status_class = f"{exchange.status // 100}xx" if exchange.status is not None else "error"
         item = self._current_item() if self._current_item is not None else None
         with self._lock:
-            stats = self.latency.setdefault((exchange.kind, status_class), LatencyStats())
-            stats.count += 1
-            stats.seconds += exchange.duration
+            self.latency.setdefault((exchange.kind, status_class), LatencyStats()).add(exchange.duration)
         keep_bodies = item is not None and exchange.kind == "fhir"
         digest = None
         if not keep_bodies and exchange.kind == "fhir":
@@ -152,7 +160,7 @@ class ExchangeLog:
             digest = f"{len(content)} bytes sha256:{hashlib.sha256(content).hexdigest()}" if content else None
         row = (
             getattr(item, "id", None), getattr(item, "idempotency_key", None), exchange.kind, exchange.method,
-            exchange.url, exchange.finess_eg, exchange.attempt,
+            redact_userinfo(exchange.url), exchange.finess_eg, exchange.attempt,
             exchange.started_at.astimezone(UTC).isoformat(timespec="milliseconds"), exchange.duration,
             exchange.status, json.dumps(redact_headers(dict(exchange.request_headers))),
             _text(exchange.request_body) if keep_bodies else None,
@@ -177,6 +185,12 @@ class ExchangeLog:
         """``(kind, status class) -> (count, total seconds)`` of the attempts recorded by this process."""
         with self._lock:
             return {key: (stats.count, stats.seconds) for key, stats in self.latency.items()}
+
+    def latency_histograms(self) -> dict[tuple[str, str], LatencyStats]:
+        """``(kind, status class) ->`` a copy of the attempts' :class:`LatencyStats` (histogram included)."""
+        with self._lock:
+            return {key: LatencyStats(stats.count, stats.seconds, list(stats.buckets))
+                    for key, stats in self.latency.items()}
 
     def for_item(self, item_id: int) -> list[StoredExchange]:
         """The attempts made for one outbox item, oldest first."""

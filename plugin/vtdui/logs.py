@@ -14,6 +14,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from vtdui.urls import redact_userinfo
+
 __all__ = ["JsonFormatter", "RedactingFilter", "redact", "setup_logging"]
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -35,12 +37,12 @@ def register_secret(value: str) -> None:
 
 
 def redact(text: str) -> str:
-    """Return ``text`` with tokens, secrets and NIR-like numbers masked."""
+    """Return ``text`` with tokens, secrets, URL credentials and NIR-like numbers masked."""
     for secret in _extra_secrets:
         text = text.replace(secret, "[REDACTED]")
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return redact_userinfo(text) if "@" in text else text
 
 
 class RedactingFilter(logging.Filter):

@@ -4,8 +4,9 @@ Loading order (later plugins are called first by pluggy, and built-ins are ``try
 
 1. built-in implementations (:data:`BUILTIN_PLUGINS`), registered as ordinary plugins;
 2. installed distributions exposing an entry point in the group ``vtdui``;
-3. every ``*.py`` module of the hooks directory (default ``./hooks``; names starting with ``_`` or
-   ``test_`` are skipped).
+3. every ``*.py`` module of the hooks directory, when one is configured (``hooks_dir`` in ``vtdui.toml``
+   or ``$VTDUI_HOOKS_DIR``; never implicitly the current directory's ``hooks/``: code is not imported from
+   wherever a command happens to run). Names starting with ``_`` or ``test_`` are skipped.
 
 ``VTDUI_PLUGINS`` (comma-separated plugin names) restricts what loads from 2 and 3, and an empty value
 loads none of them; a name that is neither an installed entry point nor a file of the hooks directory
@@ -100,13 +101,13 @@ def _import_file(path: Path, module_name: str) -> ModuleType:
     return module
 
 
-def get_plugin_manager(hooks_dir: Path | None = Path("hooks"), *, load_entrypoints: bool = True,
+def get_plugin_manager(hooks_dir: Path | None = None, *, load_entrypoints: bool = True,
                        extra: tuple[object, ...] = (), builtins: bool = True,
                        check_names: bool = True) -> pluggy.PluginManager:
     """Build a plugin manager with built-ins, entry points, the hooks directory and ``extra`` plugins.
 
     Args:
-        hooks_dir: directory of local hook modules (``None`` to load none).
+        hooks_dir: directory of local hook modules (``None``, the default: load none).
         load_entrypoints: load distributions registered under the ``vtdui`` entry-point group.
         extra: plugin objects registered last (tests, embedding applications).
         builtins: register :data:`BUILTIN_PLUGINS` (turn off to replace the default behaviour wholesale).

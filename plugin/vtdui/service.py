@@ -3,7 +3,7 @@
 One process, four activities sharing one :class:`~vtdui.runtime.Runtime`::
 
     HTTP listener (uvicorn, receiver.host:port)   POST/PUT /vtdui/hook/...  REST-hook deliveries from HAPI
-                                                  GET /metrics              Prometheus text
+                                                  GET /metrics              Prometheus text (prometheus_client)
                                                   GET /health               JSON, 503 when a loop died
     delivery worker (thread)     outbox → ViaTrajectoire; woken at once by a delivery, else every
                                  outbox.poll_seconds (retries whose backoff ended)
@@ -31,13 +31,16 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
 import uvicorn
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -45,6 +48,8 @@ from starlette.routing import Route
 from vtdui import __version__
 from vtdui.emit import DeliveryReport
 from vtdui.errors import ConfigError, VtduiError
+from vtdui.exchanges import LATENCY_BUCKETS
+from vtdui.logs import redact
 from vtdui.outbox import ItemState
 from vtdui.receiver import check_subscriptions, create_app, hook_endpoint, server_config
 from vtdui.reconcile import CURSOR_OWNER, ReconcileReport
@@ -89,10 +94,6 @@ def _is_zombie(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
 @dataclass
@@ -142,6 +143,17 @@ class Metrics:
             self.reconcile_passes[outcome] = self.reconcile_passes.get(outcome, 0) + 1
             if report is not None:
                 self.reconcile_items += len(report.items)
+
+
+class _FamiliesCollector(Collector):
+    """A prometheus_client collector that builds its families on each scrape (figures read from the stores)."""
+
+    def __init__(self, build: Callable[[], list[Metric]]) -> None:
+        self._build = build
+
+    def collect(self) -> Iterable[Metric]:
+        """The families of this scrape."""
+        return self._build()
 
 
 @dataclass
@@ -215,6 +227,7 @@ class Service:
         self._server_thread: threading.Thread | None = None
         self._last_error: dict[str, str] = {}
         self._cert_expiry: dict[str, datetime] | None = None
+        self._registry: CollectorRegistry | None = None
         self.poll_now = poll_now
         self._schedule = schedule
         self._owns_schedule = schedule is None
@@ -424,7 +437,7 @@ class Service:
                 attempted = self.deliver_due().attempted
                 self._last_error.pop("worker", None)
             except Exception as exc:  # HAPI or the outbox failing: keep the loop, try again later
-                self._last_error["worker"] = f"{type(exc).__name__}: {exc}"
+                self._last_error["worker"] = redact(f"{type(exc).__name__}: {exc}")
                 log.exception("delivery round failed")
             if attempted == 0:
                 self._wake.wait(self.poll_interval)
@@ -435,7 +448,7 @@ class Service:
                 self.reconcile_once()
                 self._last_error.pop("reconcile", None)
             except Exception as exc:
-                self._last_error["reconcile"] = f"{type(exc).__name__}: {exc}"
+                self._last_error["reconcile"] = redact(f"{type(exc).__name__}: {exc}")
                 log.warning("reconciliation pass failed (the next one covers the same window): %s", exc)
             self.stopping.wait(self.reconcile_interval)
 
@@ -475,15 +488,25 @@ class Service:
 
     def render_metrics(self) -> str:
         """The Prometheus text exposition of the figures of ``vtdui status`` and this process's counters."""
+        if self._registry is None:
+            # a registry of this service only (not the process-wide default): figures come from its stores
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(_FamiliesCollector(self._metric_families))
+        return generate_latest(self._registry).decode("utf-8")
+
+    def _metric_families(self) -> list[Metric]:
+        """Build every family now, from the stores (database-backed figures) and this process's counters."""
         runtime = self.runtime
-        lines: list[str] = []
+        families: list[Metric] = []
 
         def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} {kind}")
-            for labels, value in samples:
-                rendered = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-                lines.append(f"{name}{{{rendered}}} {value:g}" if rendered else f"{name} {value:g}")
+            labels = sorted({key for sample_labels, _ in samples for key in sample_labels})
+            family: GaugeMetricFamily | CounterMetricFamily = (
+                CounterMetricFamily(name, help_text, labels=labels) if kind == "counter"
+                else GaugeMetricFamily(name, help_text, labels=labels))
+            for sample_labels, value in samples:
+                family.add_metric([sample_labels.get(key, "") for key in labels], value)
+            families.append(family)
 
         metric("vtdui_build_info", "gauge", "vtdui version.", [({"version": __version__}, 1)])
         metric("vtdui_process_start_time_seconds", "gauge", "When this process started (Unix time).",
@@ -540,14 +563,19 @@ class Service:
         metric("vtdui_client_certificate_expiry_seconds", "gauge",
                "Seconds until the client certificate of each legal entity expires (negative once expired).",
                [({"finess_ej": ej}, left) for ej, left in sorted(self._certificate_expiries().items())])
-        latency = runtime.exchanges.latency_snapshot()
-        metric("vtdui_viatrajectoire_request_duration_seconds_count", "counter",
-               "HTTP attempts towards ViaTrajectoire by kind (token, fhir) and status class.",
-               [({"kind": k, "status": s}, c) for (k, s), (c, _) in sorted(latency.items())])
-        metric("vtdui_viatrajectoire_request_duration_seconds_sum", "counter",
-               "Total seconds of those HTTP attempts.",
-               [({"kind": k, "status": s}, round(t, 6)) for (k, s), (_, t) in sorted(latency.items())])
-        return "\n".join(lines) + "\n"
+        histogram = HistogramMetricFamily(
+            "vtdui_viatrajectoire_request_duration_seconds",
+            "Duration of the HTTP attempts towards ViaTrajectoire by kind (token, fhir) and status class.",
+            labels=["kind", "status"])
+        for (kind, status), stats in sorted(runtime.exchanges.latency_histograms().items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip(LATENCY_BUCKETS, stats.buckets, strict=True):
+                cumulative += count
+                buckets.append((repr(bound), cumulative))
+            buckets.append(("+Inf", stats.count))
+            histogram.add_metric([kind, status], buckets, sum_value=stats.seconds)
+        families.append(histogram)
+        return families
 
     def _render_polling(self, metric: Callable[[str, str, str, list[tuple[dict[str, str], float]]], None],
                         now: datetime) -> None:

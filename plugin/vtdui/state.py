@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from vtdui.safe_io import private_dir
 from vtdui.sqlite import connect, transaction
 
 __all__ = ["Cursor", "PendingStatus", "QuarantineItem", "StateBackend", "StateStore"]
@@ -168,7 +169,7 @@ class StateStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         self.quarantine_dir = self.state_dir / "quarantine"
         self.path = self.state_dir / "state.sqlite3"
         self._lock = threading.RLock()

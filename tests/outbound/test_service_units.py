@@ -82,24 +82,38 @@ def test_run_pending_parks_claimed_items_when_stopping(tmp_path: Path) -> None:
         outbox.close()
 
 
-def test_metrics_text_has_the_families_of_vtdui_status(tmp_path: Path) -> None:
+def test_metrics_parse_with_prometheus_client_with_histograms_and_full_precision(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
     config = Config(state_dir=tmp_path, hooks_dir=None, legal_entities=(ENTITY,))
     with Runtime(config, pm=get_plugin_manager(None, load_entrypoints=False)) as runtime:
         runtime.outbox.enqueue(_item(1))
         runtime.state.commit_cursor("750000028", "1", datetime.now(UTC))
-        runtime.exchanges.record(Exchange(kind="fhir", method="GET", url="https://vt/fhir/Task", finess_eg="750000028",
-                                          attempt=1, started_at=datetime.now(UTC), duration=0.25, status=200))
-        text = Service(runtime).render_metrics()
-    samples = {line.rpartition(" ")[0]: float(line.rpartition(" ")[2]) for line in text.splitlines()
-               if line and not line.startswith("#")}
-    assert samples['vtdui_outbox_items{state="pending"}'] == 1
-    assert samples['vtdui_outbox_items{state="failed"}'] == 0
-    assert samples['vtdui_sync_last_success_age_seconds{finess_eg="750000028",flux="1"}'] < 60
-    assert samples["vtdui_quarantined_documents"] == 0
-    assert samples['vtdui_viatrajectoire_request_duration_seconds_count{kind="fhir",status="2xx"}'] == 1
-    assert samples['vtdui_viatrajectoire_request_duration_seconds_sum{kind="fhir",status="2xx"}'] == 0.25
-    for family in ("vtdui_emissions_total", "vtdui_sync_cycles_total", "vtdui_outbox_oldest_unsent_age_seconds"):
-        assert f"# TYPE {family} " in text
+        for duration in (0.25, 0.03, 7.0):
+            runtime.exchanges.record(Exchange(kind="fhir", method="GET", url="https://vt/fhir/Task",
+                                              finess_eg="750000028", attempt=1, started_at=datetime.now(UTC),
+                                              duration=duration, status=200))
+        service = Service(runtime)
+        service.metrics.emissions[("4", "sent")] = 12_345_678  # past a million: no rounding to 6 digits
+        text = service.render_metrics()
+    families = {f.name: f for f in text_string_to_metric_families(text)}  # the reference parser
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert samples[("vtdui_outbox_items", (("state", "pending"),))] == 1
+    assert samples[("vtdui_outbox_items", (("state", "failed"),))] == 0
+    assert samples[("vtdui_sync_last_success_age_seconds", (("finess_eg", "750000028"), ("flux", "1")))] < 60
+    assert samples[("vtdui_quarantined_documents", ())] == 0
+    assert samples[("vtdui_emissions_total", (("flux", "4"), ("outcome", "sent")))] == 12_345_678
+    assert samples[("vtdui_process_start_time_seconds", ())] == service.metrics.started  # not 1.76466e+09
+    histogram = families["vtdui_viatrajectoire_request_duration_seconds"]
+    assert histogram.type == "histogram"
+    fhir_2xx = (("kind", "fhir"), ("status", "2xx"))
+    assert samples[("vtdui_viatrajectoire_request_duration_seconds_count", fhir_2xx)] == 3
+    assert samples[("vtdui_viatrajectoire_request_duration_seconds_sum", fhir_2xx)] == 7.28
+    buckets = {s.labels["le"]: s.value for s in histogram.samples if s.name.endswith("_bucket")}
+    assert (buckets["0.05"], buckets["0.25"], buckets["5.0"], buckets["10.0"], buckets["+Inf"]) == (1, 2, 2, 3, 3)
+    for family, kind in (("vtdui_emissions", "counter"), ("vtdui_sync_cycles", "counter"),
+                         ("vtdui_outbox_oldest_unsent_age_seconds", "gauge")):
+        assert families[family].type == kind
 
 
 def _exchange(kind: str, method: str, body: bytes, status: int = 201) -> Exchange:
@@ -184,7 +198,7 @@ def test_outbox_table_and_receiver_overrides(tmp_path: Path) -> None:
     from vtdui.errors import ConfigError
 
     path = tmp_path / "vtdui.toml"
-    path.write_text('[receiver]\nhost = "127.0.0.1"\nsecret = "s"\n'
+    path.write_text('[receiver]\nhost = "127.0.0.1"\nsecret = "0123456789abcdef"\n'
                     "[outbox]\npoll_seconds = 1\nreconcile_seconds = 60\n")
     config = load_config(path, env={"VTDUI_RECEIVER_HOST": "0.0.0.0",
                                     "VTDUI_RECEIVER_PUBLIC_URL": "http://vtdui:8765/vtdui/hook"})

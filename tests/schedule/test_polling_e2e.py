@@ -118,9 +118,9 @@ def test_twenty_establishments_one_failing(hapi_base_url: str, tmp_path: Path) -
                 assert service.scheduler.schedule is schedule
                 text = service.render_metrics()
                 assert [line for line in text.splitlines() if line.startswith("vtdui_poll_consecutive_failures")] \
-                    == [f'vtdui_poll_consecutive_failures{{finess_eg="{failing}"}} 1']
-                for sample in ('vtdui_poll_establishments{state="total"} 20', "vtdui_polls_in_flight 0",
-                               'vtdui_poll_establishments{state="polling"} 0', "vtdui_poll_never_succeeded 1"):
+                    == [f'vtdui_poll_consecutive_failures{{finess_eg="{failing}"}} 1.0']
+                for sample in ('vtdui_poll_establishments{state="total"} 20.0', "vtdui_polls_in_flight 0.0",
+                               'vtdui_poll_establishments{state="polling"} 0.0', "vtdui_poll_never_succeeded 1.0"):
                     assert sample in text, sample
 
                 # the fault ends: the next round (`vtdui run --once`) brings the missing decisions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from vtdui.config import load_config
 from vtdui.errors import ConfigError
 from vtdui.identifiers import finess_key
+from vtdui.logs import redact
+from vtdui.urls import redact_userinfo
 
 EJ = "35000001" + finess_key("35000001")
 EG = "35000002" + finess_key("35000002")
@@ -170,3 +173,27 @@ def test_issue_12_settings_defaults_and_validation(tmp_path: Path) -> None:
     for key in ("viatrajectoire.token_auth", "viatrajectoire.max_response_bytes", "sync.mdph_struct_level",
                 "sync.setid_rule", "sync.quarantine_backoff_seconds"):
         assert key in str(info.value)
+def test_credentials_in_the_hapi_url_become_its_basic_authorization(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, ""), env={"FHIR_BASE_URL": "http://ad%40min:p%3Aw@hapi:8080/fhir/"})
+    assert config.hapi.base_url == "http://hapi:8080/fhir"  # what every log, table and error shows
+    assert config.hapi.authorization == "Basic " + base64.b64encode(b"ad@min:p:w").decode()
+    explicit = load_config(_write(tmp_path, '[hapi]\nauthorization = "Bearer abc"\n'),
+                           env={"FHIR_BASE_URL": "http://u:pw@hapi/fhir"})
+    assert explicit.hapi.authorization == "Bearer abc" and explicit.hapi.base_url == "http://hapi/fhir"
+    assert any("hapi.base_url" in w for w in explicit.warnings)
+
+
+def test_viatrajectoire_http_only_for_a_declared_sandbox(tmp_path: Path) -> None:
+    text = '[viatrajectoire]\nbase_url = "http://127.0.0.1:8443/fhir"\ntoken_url = "http://127.0.0.1:8443/token"\n'
+    with pytest.raises(ConfigError) as error:
+        load_config(_write(tmp_path, text), env={})
+    assert "viatrajectoire.base_url" in str(error.value) and "viatrajectoire.token_url" in str(error.value)
+    sandbox = load_config(_write(tmp_path, text + "allow_insecure_http = true\n"), env={})
+    assert sandbox.viatrajectoire.base_url.startswith("http://") and sandbox.viatrajectoire.allow_insecure_http
+
+
+def test_redaction_of_url_credentials_in_any_text() -> None:
+    assert redact_userinfo("at http://u:pw@h:1/x and https://tok@h/y, 'ftp://a:b@c'") == \
+        "at http://u:***@h:1/x and https://***@h/y, 'ftp://a:***@c'"
+    assert redact("GET http://admin:hunter2@hapi/fhir failed") == "GET http://admin:***@hapi/fhir failed"
+    assert redact_userinfo("no url here, user@example.org") == "no url here, user@example.org"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -133,8 +134,13 @@ def test_register_commands_hook_adds_a_cli_command(tmp_path: Path) -> None:
                 """Say hello."""
                 click.echo("hello from a plugin")
     '''))
-    out = subprocess.run([sys.executable, "-c", "from vtdui.cli import main; main()", "hello"],
-                         cwd=tmp_path, capture_output=True, text=True, check=False)
+    command = [sys.executable, "-c", "from vtdui.cli import main; main()", "hello"]
+    env = {k: v for k, v in os.environ.items() if k != "VTDUI_HOOKS_DIR"}
+    # ./hooks of the working directory is never imported implicitly
+    implicit = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False, env=env)
+    assert implicit.returncode == 2 and "No such command 'hello'" in implicit.stderr
+    out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False,
+                         env={**env, "VTDUI_HOOKS_DIR": str(hooks)})
     assert out.returncode == 0, out.stderr
     assert "hello from a plugin" in out.stdout
 

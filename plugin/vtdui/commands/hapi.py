@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -69,12 +70,21 @@ def start(port: int, data_dir: Path | None, in_memory: bool, database_url: str |
 
 @hapi.command()
 @_STATE_DIR_OPTION
-def status(state_dir: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help='Print {"running": ..., "base_url": ...} as JSON.')
+def status(state_dir: Path | None, as_json: bool) -> None:
     """Print the base URL of the running server; exit 1 when none runs."""
     info = hapi_server.status(state_dir=state_dir)
     if info is None:
-        click.echo("HAPI FHIR is not running", err=True)
+        if as_json:
+            click.echo(json.dumps({"running": False}))
+        else:
+            click.echo("HAPI FHIR is not running", err=True)
         raise click.exceptions.Exit(1)
+    if as_json:
+        click.echo(json.dumps({"running": True, "ready": info.is_ready(), "pid": info.pid, "port": info.port,
+                               "base_url": info.base_url, "database": info.database_kind,
+                               "log_file": str(info.log_file), "started_at": info.started_at}, indent=2))
+        return
     ready = "ready" if info.is_ready() else "starting (not answering yet)"
     click.echo(f"HAPI FHIR pid {info.pid}: {ready}; database {info.database_kind}; log {info.log_file}", err=True)
     click.echo(info.base_url)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vtdui.config import load_config
+from vtdui.exitcodes import PARTIAL
 from vtdui.logs import setup_logging
 from vtdui.outbox import ItemState, OutboxItem
 from vtdui.runtime import Runtime
@@ -81,14 +82,17 @@ def list_items(config_path: Path | None, states: tuple[str, ...], decision: str 
 @click.argument("item_id", type=int)
 @click.option("--request", "as_request", is_flag=True, help="Print the exact HTTP request it would be sent as.")
 @click.option("--audit", is_flag=True, help="Also list its AuditEvents from HAPI.")
-def show(config_path: Path | None, item_id: int, as_request: bool, audit: bool) -> None:
-    """Show one item: payload, state, ViaTrajectoire's OperationOutcome, what blocks it."""
+@click.option("--json", "as_json", is_flag=True,
+              help='JSON (the default for the item; with --request: {"request": "..."}).')
+def show(config_path: Path | None, item_id: int, as_request: bool, audit: bool, as_json: bool) -> None:
+    """Show one item as JSON: payload, state, ViaTrajectoire's OperationOutcome, what blocks it."""
     from vtdui.emit import format_request
 
     with _runtime(config_path) as runtime:
         item = runtime.outbox.show(item_id)
         if as_request:
-            click.echo(format_request(runtime.config.viatrajectoire.base_url, item))
+            request = format_request(runtime.config.viatrajectoire.base_url, item)
+            click.echo(json.dumps({"request": request}, indent=2, ensure_ascii=False) if as_json else request)
             return
         detail = _detail(item)
         detail["blocked_by"] = [i.id for i in runtime.outbox.blocked_by(item)]
@@ -107,25 +111,37 @@ def show(config_path: Path | None, item_id: int, as_request: bool, audit: bool) 
 @click.argument("item_ids", type=int, nargs=-1, required=True)
 @click.option("--rebuild", is_flag=True, help="Rebuild the resource from the local record with today's "
                                               "configuration and hooks first (after a fix).")
-def retry(config_path: Path | None, item_ids: tuple[int, ...], rebuild: bool) -> None:
+@_JSON
+def retry(config_path: Path | None, item_ids: tuple[int, ...], rebuild: bool, as_json: bool) -> None:
     """Queue failed or dropped items again, due now (the running service sends them)."""
+    done: list[OutboxItem] = []
     with _runtime(config_path) as runtime:
         for item_id in item_ids:
             item = runtime.emitter.rebuild(item_id) if rebuild else runtime.outbox.retry(item_id)
-            click.echo(f"item {item.id}: {item.state.value}" + (f" ({item.last_error})"
-                                                                if item.state is ItemState.FAILED else ""))
+            done.append(item)
+            if not as_json:
+                click.echo(f"item {item.id}: {item.state.value}" + (f" ({item.last_error})"
+                                                                    if item.state is ItemState.FAILED else ""))
+    if as_json:
+        click.echo(json.dumps({"items": [_summary(i) for i in done]}, indent=2, ensure_ascii=False))
 
 
 @outbox.command()
 @_CONFIG
 @click.argument("item_ids", type=int, nargs=-1, required=True)
 @click.option("--reason", default="dropped by the operator", show_default=True)
-def drop(config_path: Path | None, item_ids: tuple[int, ...], reason: str) -> None:
+@_JSON
+def drop(config_path: Path | None, item_ids: tuple[int, ...], reason: str, as_json: bool) -> None:
     """Give up on unsent items; the later items of their decision flow again."""
+    done: list[OutboxItem] = []
     with _runtime(config_path) as runtime:
         for item_id in item_ids:
             item = runtime.outbox.drop(item_id, reason)
-            click.echo(f"item {item.id}: {item.state.value}")
+            done.append(item)
+            if not as_json:
+                click.echo(f"item {item.id}: {item.state.value}")
+    if as_json:
+        click.echo(json.dumps({"items": [_summary(i) for i in done]}, indent=2, ensure_ascii=False))
 
 
 @outbox.command("run")
@@ -162,4 +178,4 @@ def run_items(config_path: Path | None, dry_run: bool, limit: int, as_json: bool
         click.echo(f"sent {len(total_sent)}, refused {len(total_failed)}, to retry {len(total_retry)}; "
                    f"outbox now: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if total_failed:
-        raise SystemExit(2)
+        raise SystemExit(PARTIAL)

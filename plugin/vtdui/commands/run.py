@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import click
@@ -10,12 +11,16 @@ from rich.console import Console
 from rich.table import Table
 
 from vtdui.commands.sync import print_report
-from vtdui.config import load_config
+from vtdui.config import Config, load_config
+from vtdui.errors import ConfigError
+from vtdui.exitcodes import PARTIAL
 from vtdui.logs import register_secret, setup_logging
 from vtdui.runtime import Runtime
 from vtdui.service import CycleReport, Service
 
 __all__ = ["run"]
+
+log = logging.getLogger(__name__)
 
 
 def _print_cycle(cycle: CycleReport, console: Console) -> None:
@@ -36,6 +41,19 @@ def _print_cycle(cycle: CycleReport, console: Console) -> None:
     console.print(table)
     if cycle.delivery.failed:
         console.print("refused items: `vtdui outbox show ID` says why; fix, then `vtdui outbox retry ID`")
+
+
+def _refuse_unusable_certificates(config: Config) -> None:
+    """Open every client certificate now: a wrong PKCS#12 password would otherwise fail every poll quietly."""
+    if not config.legal_entities:
+        return
+    from vtdui.viatrajectoire.tls import check_certificates
+
+    problems = [c.error for c in check_certificates(config.legal_entities, config.viatrajectoire.ca_file)
+                if c.error is not None and c.error != "expired"]
+    if problems:
+        raise ConfigError("a client certificate cannot be used (`vtdui config check` says the same):\n"
+                          + "\n".join(f"  - {p}" for p in problems))
 
 
 @click.command()
@@ -64,6 +82,9 @@ def run(config_path: Path | None, once: bool, as_json: bool, host: str | None, p
     for secret in (config.receiver.secret, config.viatrajectoire.client_secret,
                    *(e.p12_password or "" for e in config.legal_entities)):
         register_secret(secret)
+    for warning in config.warnings:
+        log.warning("configuration: %s", warning)
+    _refuse_unusable_certificates(config)
     with Runtime(config) as runtime:
         service = Service(runtime, host=host, port=port, sync_interval=0 if no_sync else None, poll_now=poll_now)
         try:
@@ -78,6 +99,6 @@ def run(config_path: Path | None, once: bool, as_json: bool, host: str | None, p
     else:
         _print_cycle(cycle, Console())
     if not cycle.ok:
-        raise SystemExit(2)
+        raise SystemExit(PARTIAL)
     if cycle.sync is not None and cycle.sync.total("quarantined"):
-        raise SystemExit(3)  # as `vtdui sync`: items were kept aside in this cycle (`vtdui quarantine list`)
+        raise SystemExit(PARTIAL)  # as `vtdui sync`: items were kept aside in this cycle (`vtdui quarantine list`)

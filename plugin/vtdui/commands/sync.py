@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from vtdui.config import load_config
+from vtdui.exitcodes import PARTIAL
 from vtdui.logs import setup_logging
 from vtdui.runtime import Runtime
 from vtdui.sync import SyncReport
@@ -68,6 +69,6 @@ def sync(config_path: Path | None, once: bool, only: tuple[str, ...], as_json: b
             Console().print(f"{quarantined} item(s) kept aside: `vtdui quarantine list` shows them with their reason "
                             "(retried with backoff until stored; `vtdui quarantine retry|drop KEY`)")
     if not report.ok:
-        raise SystemExit(2)
+        raise SystemExit(PARTIAL)
     if report.total("quarantined"):
-        raise SystemExit(3)
+        raise SystemExit(PARTIAL)  # items were kept aside in this cycle (`vtdui quarantine list`)

@@ -46,7 +46,7 @@ def test_vtdui_plugins_command_exits_non_zero_on_an_unknown_name(tmp_path: Path)
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "acme.py").write_text(WRAPPER)
-    done = _vtdui("plugins", cwd=tmp_path, VTDUI_PLUGINS="nosuch")
+    done = _vtdui("plugins", cwd=tmp_path, VTDUI_PLUGINS="nosuch", VTDUI_HOOKS_DIR=str(hooks))
     assert done.returncode == 1
     assert "nosuch" in done.stderr and "known plugins:" in done.stderr and "acme" in done.stderr
     assert "Traceback" not in done.stderr
@@ -56,7 +56,7 @@ def test_vtdui_plugins_marks_wrappers(tmp_path: Path) -> None:
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "acme.py").write_text(WRAPPER)
-    done = _vtdui("plugins", cwd=tmp_path, VTDUI_PLUGINS="acme")
+    done = _vtdui("plugins", cwd=tmp_path, VTDUI_PLUGINS="acme", VTDUI_HOOKS_DIR=str(hooks))
     assert done.returncode == 0, done.stderr
     assert "hooks-dir:acme  [hooks-dir]\n    hooks: before_store, map_decision (wrapper)\n" in done.stdout
     info = {i.name: i for i in describe_plugins(get_plugin_manager(hooks, load_entrypoints=False))}

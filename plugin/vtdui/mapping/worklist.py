@@ -19,7 +19,7 @@ deep-copy before changing a shared member in place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 from vtdui import sdo
@@ -124,18 +124,21 @@ def set_input(task: Task, code: str, value: Any) -> Task:
     return out
 
 
-def _put_inputs(out: Task, inputs: list[dict[str, Any]], changes: Iterable[tuple[str, Any]]) -> None:
+def _put_inputs(out: Task, inputs: list[dict[str, Any]], changes: Sequence[tuple[str, Any]]) -> None:
     """Set ``out["input"]`` to a new list: ``inputs`` with each (code, value) of ``changes`` applied in turn.
 
     Each change removes the inputs of its code and, unless its value is ``None``, appends the new one (as
     :func:`set_input` does); untouched inputs are shared, never changed.
     """
-    items = list(inputs)
+    added: list[tuple[str, dict[str, Any]]] = []  # (code, input) appended by ``changes`` so far
     for code, value in changes:
-        items = [item for item in items if input_code(item) != code]
+        added = [(known, item) for known, item in added if known != code]
         if value is not None:
             key = _VALUE_KEY.get(code, "valueString")
-            items.append({"type": sdo.input_type(code), key: _wrap(code, key, value)})
+            added.append((code, {"type": sdo.input_type(code), key: _wrap(code, key, value)}))
+    # one pass over the existing inputs whatever the number of changes (reading an input's code is the cost)
+    codes = {code for code, _ in changes}
+    items = [item for item in inputs if input_code(item) not in codes] + [item for _, item in added]
     if items:
         out["input"] = items
     else:

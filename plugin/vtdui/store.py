@@ -26,8 +26,9 @@ import requests
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import BaseFHIRError, OperationOutcome, ResourceNotFound
 
-from vtdui import fhirjson, sdo
+from vtdui import sdo
 from vtdui.errors import HapiError, RetriableError
+from vtdui.fhirjson import dumps as fhir_json_bytes
 from vtdui.mapping import systems, worklist
 
 __all__ = ["HapiStore"]
@@ -107,7 +108,7 @@ class HapiStore:
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
         try:
             # encoded by vtdui, not httpx's ``json=``: a bundle's encoding is a share of the ingest CPU (fhirjson)
-            response = self._http.request(method, url, content=None if json is None else fhirjson.dumps(json),
+            response = self._http.request(method, url, content=None if json is None else fhir_json_bytes(json),
                                           params=params,
                                           headers={**self._headers, **(headers or {})})
         except httpx.TransportError as exc:

@@ -30,6 +30,7 @@ import httpx
 from vtdui import sdo
 from vtdui.changes import stamp_own_write
 from vtdui.errors import HapiError, RetriableError
+from vtdui.fhirjson import dumps as fhir_json_bytes
 from vtdui.mapping import systems, worklist
 
 __all__ = ["HapiStore"]
@@ -102,7 +103,9 @@ class HapiStore:
                  headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
         try:
-            response = self._http.request(method, url, json=json, params=params,
+            # encoded by vtdui, not httpx's ``json=``: a bundle's encoding is a share of the ingest CPU (fhirjson)
+            response = self._http.request(method, url, content=None if json is None else fhir_json_bytes(json),
+                                          params=params,
                                           headers={**self._headers, **(headers or {})})
         except httpx.TransportError as exc:
             raise RetriableError(f"HAPI FHIR server at {self.base_url} unreachable: {type(exc).__name__}") from exc

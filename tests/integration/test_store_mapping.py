@@ -227,3 +227,22 @@ def test_every_stored_resource_is_valid_r4(store: HapiStore, hapi_base_url: str,
         outcome = result.json()
         errors = [i for i in outcome.get("issue", []) if i.get("severity") in ("error", "fatal")]
         assert errors == [], f"{key}: {errors}"
+
+
+def test_non_ascii_text_is_stored_as_written(store: HapiStore) -> None:
+    """Bodies are sent as ASCII JSON (``\\u`` escapes, see ``vtdui.fhirjson``): HAPI keeps the text itself."""
+    name = "Établissement « Les Œillets » — Ngọc 𝔄"
+    value = f"nonascii-{uuid.uuid4()}"
+    org = {"resourceType": "Organization", "meta": {"tag": [TAG]}, "name": name,
+           "identifier": [{"system": "urn:vtdui:test:org", "value": value}]}
+    response = store.transaction([{"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": org,
+                                   "request": {"method": "POST", "url": "Organization",
+                                               "ifNoneExist": f"identifier=urn:vtdui:test:org|{value}"}}])
+    kind, ident = response["entry"][0]["response"]["location"].split("/")[:2]
+    stored = store.read(kind, ident)
+    assert stored is not None and stored["name"] == name
+    renamed = {**stored, "name": name + " (ÿ)"}
+    updated = store.update(renamed, if_match=stored["meta"]["versionId"])
+    assert updated["name"] == name + " (ÿ)"
+    again = store.read(kind, ident)
+    assert again is not None and again["name"] == name + " (ÿ)"

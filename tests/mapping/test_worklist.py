@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -44,6 +46,54 @@ def test_inputs_use_the_esms_task_codes_and_value_types() -> None:
     assert worklist.id_nat_struct(task) == "1350000017"
     replaced = worklist.set_input(task, sdo.ID_NAT_STRUCT, "1350000025")
     assert [worklist.input_code(i) for i in replaced["input"]].count(sdo.ID_NAT_STRUCT) == 1
+
+
+def _stored_task() -> dict[str, Any]:
+    """A work-list item as read from HAPI: meta, a remote status, a note, a reason and a unit block."""
+    task = worklist.set_business_status(_task(), "45", reason="114", date="2026-05-12")
+    task = worklist.set_input(task, sdo.ID_UNITE, "U1")
+    task = worklist.set_input(task, sdo.STATUT_UNITE, "45")
+    return {**task, "id": "42", "meta": {"versionId": "3", "tag": [{"system": "urn:t", "code": "dui"}]},
+            "extension": [{"url": systems.EXT_REMOTE_STATUS,
+                           "extension": [{"url": systems.RS_TASK_ID, "valueString": "vt-1"}]}],
+            "note": [{"authorString": "MDPH", "text": "note"}]}
+
+
+_SETTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "set_input adds": lambda t: worklist.set_input(t, sdo.MODE_PRISE_CHARGE, "46"),
+    "set_input replaces": lambda t: worklist.set_input(t, sdo.ID_NAT_STRUCT, "1350000025"),
+    "set_input removes": lambda t: worklist.set_input(t, sdo.STATUT_UNITE, None),
+    "set_input removes a missing input": lambda t: worklist.set_input(t, sdo.ACCUEIL_SEQUENTIEL, None),
+    "set_business_status with reason and date": lambda t: worklist.set_business_status(
+        t, "41", reason="151", date="2026-05-13", display="Contact", reason_display="Motif"),
+    "set_business_status without reason": lambda t: worklist.set_business_status(t, "42"),
+}
+
+
+@pytest.mark.parametrize("setter", list(_SETTERS), ids=list(_SETTERS))
+def test_setters_leave_the_callers_task_untouched(setter: str) -> None:
+    task = _stored_task()
+    before = copy.deepcopy(task)
+    changed = _SETTERS[setter](task)
+    assert task == before  # deep equality: nothing of the argument changed, at any depth
+    assert changed is not task
+    assert changed != before or setter == "set_input removes a missing input"
+    # the caller may then replace members of the result (as screens and the flux-5 mapping do)
+    changed["status"] = "in-progress"
+    changed["meta"] = {"source": "urn:dui:screen"}
+    assert task == before
+
+
+def test_setters_from_an_empty_task() -> None:
+    empty: dict[str, Any] = {"resourceType": "Task"}
+    assert worklist.set_input(empty, sdo.NOM_ESMS, None) == empty
+    assert "input" not in worklist.set_input(empty, sdo.NOM_ESMS, None)
+    only = worklist.set_input(worklist.set_input(empty, sdo.NOM_ESMS, "ESMS"), sdo.NOM_ESMS, None)
+    assert "input" not in only
+    status = worklist.set_business_status(empty, "39")
+    assert empty == {"resourceType": "Task"}
+    assert [worklist.input_code(i) for i in status["input"]] == [sdo.STATUT_ESMS]
+    assert "statusReason" not in status
 
 
 def test_missing_values_are_none() -> None:

@@ -11,12 +11,15 @@ The work-list item is what the DUI's screens show and change. Its shape (see ``d
 * the extension ``urn:vtdui:fhir:extension:remote-status``, one per status read in flux 5.
 
 These helpers are pure functions on the Task's JSON so that screens, hooks and the emitter agree on
-where each value lives. Setters return a new dict and never change their argument.
+where each value lives. Setters return a new dict and never change their argument; they copy only what they
+change (the Task's top level and its ``input`` list), so the result shares every untouched member (``meta``,
+``extension``, ``note``, the other inputs …) with the argument: replace members of either freely, but
+deep-copy before changing a shared member in place.
 """
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Sequence
 from typing import Any
 
 from vtdui import sdo
@@ -132,17 +135,32 @@ def set_input(task: Task, code: str, value: Any) -> Task:
 
     ``value`` may be the FHIR value (dict for Identifier/CodeableConcept) or a plain string: a string
     is wrapped in an Identifier, or in a CodeableConcept of the slice's code system when it is a code.
+    The copy is shallow (see the module docstring): ``task`` is left as it was.
     """
-    out = copy.deepcopy(task)
-    inputs = [i for i in out.get("input", []) if input_code(i) != code]
-    if value is not None:
-        key = _VALUE_KEY.get(code, "valueString")
-        inputs.append({"type": sdo.input_type(code), key: _wrap(code, key, value)})
-    if inputs:
-        out["input"] = inputs
+    out = dict(task)
+    _put_inputs(out, task.get("input", []), ((code, value),))
+    return out
+
+
+def _put_inputs(out: Task, inputs: list[dict[str, Any]], changes: Sequence[tuple[str, Any]]) -> None:
+    """Set ``out["input"]`` to a new list: ``inputs`` with each (code, value) of ``changes`` applied in turn.
+
+    Each change removes the inputs of its code and, unless its value is ``None``, appends the new one (as
+    :func:`set_input` does); untouched inputs are shared, never changed.
+    """
+    added: list[tuple[str, dict[str, Any]]] = []  # (code, input) appended by ``changes`` so far
+    for code, value in changes:
+        added = [(known, item) for known, item in added if known != code]
+        if value is not None:
+            key = _VALUE_KEY.get(code, "valueString")
+            added.append((code, {"type": sdo.input_type(code), key: _wrap(code, key, value)}))
+    # one pass over the existing inputs whatever the number of changes (reading an input's code is the cost)
+    codes = {code for code, _ in changes}
+    items = [item for item in inputs if input_code(item) not in codes] + [item for _, item in added]
+    if items:
+        out["input"] = items
     else:
         out.pop("input", None)
-    return out
 
 
 def _wrap(code: str, key: str, value: Any) -> Any:
@@ -184,18 +202,21 @@ def set_business_status(task: Task, code: str, *, reason: str | None = None, dis
     ``businessStatus``/``statusReason`` are what screens show; ``input[statutESMS]``/``[motifESMS]``/
     ``[dateStatutESMS]`` mirror them with the ESMSTask codes, so both always agree.
     """
-    out = copy.deepcopy(task)
+    out = dict(task)  # shallow: only the members set below change (see the module docstring)
     shown = display or default_terminology().display(sdo.TRE_R357, code)
     out["businessStatus"] = {"coding": [coding(sdo.TRE_R357, code, shown)]}
-    out = set_input(out, sdo.STATUT_ESMS, {"coding": [coding(sdo.TRE_R357, code, shown)]})
+    changes: list[tuple[str, Any]] = [(sdo.STATUT_ESMS, {"coding": [coding(sdo.TRE_R357, code, shown)]})]
+    if reason:
+        changes.append((sdo.MOTIF_ESMS, {"coding": [coding(sdo.TRE_R358, reason, reason_display)]}))
+    else:
+        changes.append((sdo.MOTIF_ESMS, None))
+    if date:
+        changes.append((sdo.DATE_STATUT_ESMS, date))
+    _put_inputs(out, task.get("input", []), changes)
     if reason:
         out["statusReason"] = {"coding": [coding(sdo.TRE_R358, reason, reason_display)]}
-        out = set_input(out, sdo.MOTIF_ESMS, {"coding": [coding(sdo.TRE_R358, reason, reason_display)]})
     else:
         out.pop("statusReason", None)
-        out = set_input(out, sdo.MOTIF_ESMS, None)
-    if date:
-        out = set_input(out, sdo.DATE_STATUT_ESMS, date)
     return out
 
 

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "config": "vtdui.commands.config:config",
     "setup": "vtdui.commands.setup:setup",
     "outbox": "vtdui.commands.outbox:outbox",
+    "quarantine": "vtdui.commands.quarantine:quarantine",
     "evidence": "vtdui.commands.evidence:evidence",
     "db": "vtdui.commands.db:db",
 }

@@ -76,6 +76,12 @@ class ViaTrajectoireSettings:
     timeout: float = 30.0
     page_size: int | None = None
     token_renew_margin: float = 60.0
+    #: how the client id/secret go in the token request: "basic" (HTTP Basic) or "form" (in the form body)
+    token_auth: str = "basic"  # noqa: S105 - a method name, not a secret
+    #: ``scope`` of the token request, when ViaTrajectoire wants one
+    token_scope: str | None = None
+    #: largest answer read from ViaTrajectoire (decoded bytes); a bigger one is refused while streaming
+    max_response_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,18 @@ class SyncSettings:
     failure_backoff_seconds: float = 300.0
     #: a poll lease (another worker takes the establishment over when a worker dies mid-poll)
     lease_seconds: float = 1800.0
+    #: a quarantined item is tried again after this, doubling at each failed try up to
+    #: ``quarantine_max_backoff_seconds``, for as long as it stays quarantined
+    quarantine_backoff_seconds: float = 300.0
+    quarantine_max_backoff_seconds: float = 86400.0
+    #: idNat_Struct levels accepted on MDPH events (46, 49, 54): "eg", "ej" or "both" (IG: EJ or EG, undetermined)
+    mdph_struct_level: str = "both"
+    #: CDA setId vs the DocumentReference's official identifier: "strict" (must be equal) or "lenient"
+    #: (a short setId such as "01", the 2024 samples' convention, is accepted; the official identifier wins)
+    setid_rule: str = "strict"
+    #: "mode reprise": a decision whose study began in ViaTrajectoire before the interoperability, with
+    #: this establishment's own statuses already entered there, lands with the latest of them (not 39)
+    reprise: bool = True
 
 
 @dataclass(frozen=True)
@@ -256,7 +274,7 @@ _SCHEMA: dict[str, set[str]] = {
          "outbox", "logging", "database"},
     "hapi": {"base_url", "authorization", "timeout"},
     "viatrajectoire": {"base_url", "token_url", "client_id", "client_secret", "ca_file", "timeout", "page_size",
-                       "token_renew_margin"},
+                       "token_renew_margin", "token_auth", "token_scope", "max_response_bytes"},
     "legal_entities": {"finess_ej", "name", "establishments", "cert_file", "key_file", "p12_file",
                        "p12_password"},
     "establishments": {"finess_eg", "name", "is_esat", "units"},
@@ -264,7 +282,8 @@ _SCHEMA: dict[str, set[str]] = {
               "accueil_sequentiel"},
     "sync": {"interval_seconds", "first_lookback_days", "max_lookback_days", "overlap_seconds",
              "fetch_evaluations", "max_concurrent", "max_concurrent_per_entity", "failure_backoff_seconds",
-             "lease_seconds"},
+             "lease_seconds", "quarantine_backoff_seconds", "quarantine_max_backoff_seconds", "mdph_struct_level",
+             "setid_rule", "reprise"},
     "retry": {"attempts", "base_delay", "max_delay", "max_age_seconds"},
     "receiver": {"host", "port", "public_url", "secret"},
     "outbox": {"poll_seconds", "reconcile_seconds", "lease_seconds"},
@@ -479,7 +498,15 @@ def load_config(path: Path | str | None = None, *, env: Mapping[str, str] | None
         page_size=_typed(vt_t, "page_size", int, "viatrajectoire", errors, None),
         token_renew_margin=_typed(vt_t, "token_renew_margin", float, "viatrajectoire", errors,
                                   defaults.token_renew_margin),
+        token_auth=_typed(vt_t, "token_auth", str, "viatrajectoire", errors, defaults.token_auth),
+        token_scope=_typed(vt_t, "token_scope", str, "viatrajectoire", errors, None) or None,
+        max_response_bytes=_typed(vt_t, "max_response_bytes", int, "viatrajectoire", errors,
+                                  defaults.max_response_bytes),
     )
+    if vt.token_auth not in ("basic", "form"):
+        errors.add("viatrajectoire.token_auth", "must be \"basic\" (HTTP Basic) or \"form\" (credentials in the body)")
+    if vt.max_response_bytes < 1024 * 1024:
+        errors.add("viatrajectoire.max_response_bytes", "must be at least 1048576 (1 MiB)")
     entities = _legal_entities(data.get("legal_entities", []), base, errors, env)
     if entities and not vt.client_id:
         errors.add("viatrajectoire.client_id", "missing: the OAuth2 client id given by ViaTrajectoire")
@@ -499,7 +526,20 @@ def load_config(path: Path | str | None = None, *, env: Mapping[str, str] | None
         failure_backoff_seconds=_typed(sync_t, "failure_backoff_seconds", float, "sync", errors,
                                        sd.failure_backoff_seconds),
         lease_seconds=_typed(sync_t, "lease_seconds", float, "sync", errors, sd.lease_seconds),
+        quarantine_backoff_seconds=_typed(sync_t, "quarantine_backoff_seconds", float, "sync", errors,
+                                          sd.quarantine_backoff_seconds),
+        quarantine_max_backoff_seconds=_typed(sync_t, "quarantine_max_backoff_seconds", float, "sync", errors,
+                                              sd.quarantine_max_backoff_seconds),
+        mdph_struct_level=_typed(sync_t, "mdph_struct_level", str, "sync", errors, sd.mdph_struct_level),
+        setid_rule=_typed(sync_t, "setid_rule", str, "sync", errors, sd.setid_rule),
+        reprise=_typed(sync_t, "reprise", bool, "sync", errors, sd.reprise),
     )
+    if sync.mdph_struct_level not in ("eg", "ej", "both"):
+        errors.add("sync.mdph_struct_level", "must be \"eg\", \"ej\" or \"both\"")
+    if sync.setid_rule not in ("strict", "lenient"):
+        errors.add("sync.setid_rule", "must be \"strict\" or \"lenient\"")
+    if sync.quarantine_backoff_seconds < 0 or sync.quarantine_max_backoff_seconds < sync.quarantine_backoff_seconds:
+        errors.add("sync.quarantine_backoff_seconds", "must be >= 0 and at most sync.quarantine_max_backoff_seconds")
     for name in ("max_concurrent", "max_concurrent_per_entity"):
         if getattr(sync, name) < 1:
             errors.add(f"sync.{name}", "must be at least 1")

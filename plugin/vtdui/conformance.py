@@ -13,7 +13,9 @@ Decisions where the IG is silent or contradicts itself (brief §11), each docume
 
 * ``meta.lastUpdated`` (Task 1..1): the server sets it. ``mode="server-response"`` (a Task read
   from ViaTrajectoire, a flux 5 entry) requires it (error); ``mode="outgoing"`` (a create body)
-  only warns when it is missing, because the server overwrites it anyway.
+  only warns when it is missing, because the server overwrites it anyway, unless ``strict=True``
+  (``vtdui validate``: the profile says 1..1, and a strict validator refuses the body without it).
+* ``idNat_Struct`` that is neither "1" + FINESS nor "3" + SIRET: an error (it cannot designate an ESMS).
 * ``regle-StatutUnite`` is checked on the input *codes* (the published expression tests
   ``type.text`` and never fires).
 * ASS_A32: a motif needs its status and must be allowed for it; a missing motif is an error for
@@ -371,6 +373,7 @@ def check_esms_task(
     expected_struct: str | None = None,
     mode: Mode = "outgoing",
     legacy_mode_prise_charge: bool = False,
+    strict: bool = False,
 ) -> list[RuleViolation]:
     """Check a Task against ESMSTask (flux 4 body, flux 5 entry).
 
@@ -381,6 +384,7 @@ def check_esms_task(
         mode: ``outgoing`` for a create body, ``server-response`` for a Task ViaTrajectoire returned
             (then ``meta.lastUpdated`` is required).
         legacy_mode_prise_charge: also apply regle-ModePriseEnCharge (IG 4.0.2-4.0.6: 46/47/48 only).
+        strict: the profile as written: ``meta.lastUpdated`` missing is an error in every mode.
 
     Returns:
         The broken rules, errors and warnings, in document order.
@@ -394,7 +398,7 @@ def check_esms_task(
     meta = task.get("meta") if isinstance(task.get("meta"), Mapping) else {}
     last_updated = meta.get("lastUpdated") if isinstance(meta, Mapping) else None
     if last_updated is None:
-        if mode == "server-response":
+        if mode == "server-response" or strict:
             found.error("ESMSTask.meta.lastUpdated", "Task.meta.lastUpdated",
                         "meta.lastUpdated is required (1..1) on a Task returned by the server")
         else:
@@ -486,7 +490,7 @@ def check_esms_task(
         if isinstance(value, str) and value:
             vpath = f"Task.input[{index}].valueIdentifier.value"
             if not _ID_NAT_STRUCT_RE.match(value):
-                found.warning("ESMSTask.idNat_Struct", vpath,
+                found.error("ESMSTask.idNat_Struct", vpath,
                               f"idNat_Struct {value!r} is neither '1'+FINESS (10 characters) nor '3'+SIRET")
             if expected_struct is not None and value != expected_struct:
                 found.error("ESMSTask.idNat_Struct", vpath,
@@ -805,8 +809,9 @@ def check_resource(
     terminology: Terminology | None = None,
     expected_struct: str | None = None,
     mode: Mode = "outgoing",
+    strict: bool = False,
 ) -> list[RuleViolation]:
-    """Run the checks that fit ``kind``.
+    """Run the checks that fit ``kind`` (``strict``: see :func:`check_esms_task`).
 
     ``kind`` is ``task``, ``consent``, ``document-reference``, ``bundle-notification``,
     ``bundle-decision-evaluation`` or ``auto`` (chosen from resourceType).
@@ -821,7 +826,8 @@ def check_resource(
             kind = {"Task": "task", "Consent": "consent", "DocumentReference": "document-reference"}.get(
                 str(rtype), "unknown")
     if kind == "task":
-        return check_esms_task(resource, terminology=terminology, expected_struct=expected_struct, mode=mode)
+        return check_esms_task(resource, terminology=terminology, expected_struct=expected_struct, mode=mode,
+                               strict=strict)
     if kind == "consent":
         return check_esms_consent(resource, expected_struct=expected_struct)
     if kind == "document-reference":

@@ -156,6 +156,21 @@ class PostgresStateStore:
             conn.execute("UPDATE quarantine SET resolved_at = now() "
                          "WHERE vt_id = %s AND finess_eg = %s AND resolved_at IS NULL", (vt_id, finess_eg))
 
+    def retry_quarantine(self, key: str, finess_eg: str) -> bool:
+        """Make an unresolved quarantine entry due at the next cycle (an operator asked); False when unknown."""
+        with self.db.transaction() as conn:
+            cursor = conn.execute("UPDATE quarantine SET last_tried = 'epoch' "
+                                  "WHERE key = %s AND finess_eg = %s AND resolved_at IS NULL", (key, finess_eg))
+            return cursor.rowcount > 0
+
+    def drop_quarantine(self, key: str, finess_eg: str) -> bool:
+        """Stop retrying an unresolved quarantine entry (an operator decided); False when unknown."""
+        with self.db.transaction() as conn:
+            cursor = conn.execute("UPDATE quarantine SET resolved_at = now(), "
+                                  "message = 'dropped by an operator: ' || message "
+                                  "WHERE key = %s AND finess_eg = %s AND resolved_at IS NULL", (key, finess_eg))
+            return cursor.rowcount > 0
+
     # -- flux 5 statuses waiting for their decision ---------------------------------------------------
 
     def keep_status(self, *, vt_task_id: str, finess_eg: str, id_nat_decision: str, last_updated: str,

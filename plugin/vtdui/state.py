@@ -83,6 +83,10 @@ _MIGRATIONS: tuple[str, ...] = (
 )
 
 
+#: ``last_tried`` of an entry an operator asked to retry: due at once whatever its backoff.
+_EPOCH = "1970-01-01T00:00:00.000+00:00"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -145,6 +149,8 @@ class StateBackend(Protocol):
     def quarantined(self, *, include_resolved: bool = False) -> list[QuarantineItem]: ...  # noqa: D102
     def quarantine_raw(self, key: str, finess_eg: str) -> bytes | None: ...  # noqa: D102
     def resolve_quarantine(self, vt_id: str, finess_eg: str) -> None: ...  # noqa: D102
+    def retry_quarantine(self, key: str, finess_eg: str) -> bool: ...  # noqa: D102
+    def drop_quarantine(self, key: str, finess_eg: str) -> bool: ...  # noqa: D102
     def keep_status(self, *, vt_task_id: str, finess_eg: str, id_nat_decision: str,  # noqa: D102
                     last_updated: str, body: dict[str, Any]) -> bool: ...
     def pending_statuses(self, id_nat_decision: str | None, finess_eg: str) -> list[PendingStatus]: ...  # noqa: D102
@@ -318,6 +324,20 @@ class StateStore:
         with self._tx() as db:
             db.execute("UPDATE quarantine SET resolved_at=? WHERE vt_id=? AND finess_eg=? AND resolved_at IS NULL",
                        (_now(), vt_id, finess_eg))
+
+    def retry_quarantine(self, key: str, finess_eg: str) -> bool:
+        """Make an unresolved quarantine entry due at the next cycle (an operator asked); False when unknown."""
+        with self._tx() as db:
+            cursor = db.execute("UPDATE quarantine SET last_tried=? "
+                                "WHERE key=? AND finess_eg=? AND resolved_at IS NULL", (_EPOCH, key, finess_eg))
+            return cursor.rowcount > 0
+
+    def drop_quarantine(self, key: str, finess_eg: str) -> bool:
+        """Stop retrying an unresolved quarantine entry (an operator decided); False when unknown."""
+        with self._tx() as db:
+            cursor = db.execute("UPDATE quarantine SET resolved_at=?, message='dropped by an operator: ' || message "
+                                "WHERE key=? AND finess_eg=? AND resolved_at IS NULL", (_now(), key, finess_eg))
+            return cursor.rowcount > 0
 
     # -- flux 5 statuses waiting for their decision ---------------------------------------------------
 

@@ -19,13 +19,21 @@ page), so a clock difference between the DUI and ViaTrajectoire cannot open a ga
 after every item of its window is in HAPI or kept aside in the quarantine; a passing fault (network,
 HAPI or ViaTrajectoire down) leaves it where it was, so the next cycle covers the same window again.
 
-Bad documents never stop the rest: a hostile or malformed CDA, a read refused for one id, a mapping hook
-that raises or a transaction HAPI refuses (4xx) is quarantined with its reason and retried on later
-cycles (a new version of the document resolves the entry); ``vtdui status`` lists them.
+Bad items never stop the rest: a hostile or malformed CDA, a read refused for one id (403 included: the IG
+allows it for an id not notified to this ESMS), an answer that is not the JSON shape the IG describes, an
+answer over the size cap, a mapping hook that raises or a transaction HAPI refuses (4xx) is quarantined with
+its reason; the others of the same cycle and establishment go on. A quarantined item is tried again on later
+cycles with a backoff (``sync.quarantine_backoff_seconds``, doubling up to
+``sync.quarantine_max_backoff_seconds``) for as long as it stays quarantined: never given up silently. A new
+version of the document resolves the entry; ``vtdui status`` and ``vtdui quarantine list`` show them, and
+``vtdui quarantine retry`` / ``drop`` let an operator act. A flux-5 Task of a malformed shape is quarantined
+with the window it was found in, and that window is searched again on its retries.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import random
 import time
@@ -40,14 +48,15 @@ from vtdui import sdo
 from vtdui.cda.parse import decode_attachment, parse_decision, parse_evaluation
 from vtdui.errors import AuthError, DocumentError, HapiError, RemoteError, RetriableError, VtduiError
 from vtdui.hookcontext import InboundContext, RejectedDocument
-from vtdui.viatrajectoire.client import ConsentRequiredError
+from vtdui.viatrajectoire._transport import ResponseTooLargeError
+from vtdui.viatrajectoire.client import ConsentRequiredError, ReadRefusedError
 
 if TYPE_CHECKING:
     import pluggy
 
     from vtdui.cda.records import DecisionDocument
     from vtdui.config import Config, Establishment, LegalEntity
-    from vtdui.state import StateBackend
+    from vtdui.state import QuarantineItem, StateBackend
     from vtdui.store import HapiStore
 
 __all__ = ["EstablishmentReport", "SyncEngine", "SyncReport", "id_nat_decision_of_task"]
@@ -55,7 +64,8 @@ __all__ = ["EstablishmentReport", "SyncEngine", "SyncReport", "id_nat_decision_o
 log = logging.getLogger(__name__)
 
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
-MAX_QUARANTINE_RETRIES = 5
+#: Reason of a flux-5 Task whose JSON shape is not the IG's (its window is searched again on retries).
+MALFORMED_TASK = "malformed-task"
 #: Flux 1.3 reads in flight ahead of the document being stored.
 PREFETCH = 4
 #: Kept inside the J-30 bound: ViaTrajectoire counts the 30 days on its clock, when the request arrives.
@@ -116,19 +126,121 @@ class SyncReport:
 
 
 def id_nat_decision_of_task(task: dict[str, Any]) -> str | None:
-    """Return the idNat_Decision carried by an ESMSTask (``input[idNat_Decision]``)."""
-    for item in task.get("input", []):
-        codes = {c.get("code") for c in item.get("type", {}).get("coding", [])}
-        if sdo.ID_NAT_DECISION in codes:
-            value = item.get("valueIdentifier", {}).get("value")
-            return str(value) if value else None
+    """Return the idNat_Decision carried by an ESMSTask (``input[idNat_Decision]``), typed by code or text.
+
+    Whatever the shape of the Task, this never raises: an input that is not the IG's shape is skipped.
+    """
+    for item in _dicts(task.get("input")):
+        if sdo.ID_NAT_DECISION in input_type_keys(item):
+            value = _obj(item.get("valueIdentifier")).get("value")
+            return str(value) if isinstance(value, str | int) and not isinstance(value, bool) and value else None
     return None
 
 
+def input_type_keys(item: dict[str, Any]) -> set[str]:
+    """The codes of an input's ``type.coding`` and its ``type.text`` (brief §13.1: either may carry it)."""
+    type_ = _obj(item.get("type"))
+    keys = {str(c["code"]) for c in _dicts(type_.get("coding")) if isinstance(c.get("code"), str)}
+    if isinstance(type_.get("text"), str) and type_["text"].strip():
+        keys.add(type_["text"].strip())
+    return keys
+
+
+def task_shape_error(task: Any) -> str | None:
+    """Say what breaks the JSON shape of an ESMSTask (types only, not the IG rules); ``None`` when usable."""
+    if not isinstance(task, dict):
+        return "the entry is not a JSON object"
+    if not isinstance(task.get("id"), str) or not task["id"]:
+        return "Task.id is missing or not a string"
+    if "meta" in task and not isinstance(task["meta"], dict):
+        return "Task.meta is not an object"
+    if "lastUpdated" in _obj(task.get("meta")) and not isinstance(task["meta"]["lastUpdated"], str):
+        return "Task.meta.lastUpdated is not a string"
+    inputs = task.get("input")
+    if not isinstance(inputs, list):
+        return "Task.input is not a list"
+    for index, item in enumerate(inputs):
+        where = f"Task.input[{index}]"
+        if not isinstance(item, dict):
+            return f"{where} is not an object"
+        if not isinstance(item.get("type"), dict):
+            return f"{where}.type is not an object"
+        if "coding" in item["type"] and (not isinstance(item["type"]["coding"], list)
+                                         or not all(isinstance(c, dict) for c in item["type"]["coding"])):
+            return f"{where}.type.coding is not a list of objects"
+        for name, value in item.items():
+            if name.startswith("value") and name not in ("valueString", "valueBoolean", "valueInteger",
+                                                         "valueDate", "valueDateTime") \
+                    and not isinstance(value, dict):
+                return f"{where}.{name} is not an object"
+    if id_nat_decision_of_task(task) is None:
+        return "no input idNat_Decision with a value"
+    return None
+
+
+def _obj(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: object) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _last_updated(resource: dict[str, Any]) -> str:
+    value = _obj(resource.get("meta")).get("lastUpdated")
+    return value if isinstance(value, str) else ""
+
+
 def _attachment(document: dict[str, Any]) -> tuple[str | None, str | None]:
-    content = document.get("content") or [{}]
-    attachment = content[0].get("attachment", {}) if isinstance(content[0], dict) else {}
-    return attachment.get("data"), attachment.get("contentType")
+    """``content[0].attachment`` data and content type, checking the JSON shape on the way.
+
+    Raises:
+        DocumentError: ``malformed-resource``, naming the element of the wrong type.
+    """
+    if "meta" in document and not isinstance(document["meta"], dict):
+        raise DocumentError("DocumentReference.meta is not an object", reason="malformed-resource")
+    content = document.get("content")
+    if content is None:
+        return None, None
+    if not isinstance(content, list):
+        raise DocumentError("DocumentReference.content is not a list", reason="malformed-resource")
+    if not content:
+        return None, None
+    if not isinstance(content[0], dict):
+        raise DocumentError("DocumentReference.content[0] is not an object", reason="malformed-resource")
+    attachment = content[0].get("attachment")
+    if attachment is None:
+        return None, None
+    if not isinstance(attachment, dict):
+        raise DocumentError("DocumentReference.content[0].attachment is not an object", reason="malformed-resource")
+    data, content_type = attachment.get("data"), attachment.get("contentType")
+    if data is not None and not isinstance(data, str):
+        raise DocumentError("DocumentReference.content[0].attachment.data is not a base64 string",
+                            reason="malformed-resource")
+    return data, content_type if isinstance(content_type, str) else None
+
+
+def quarantine_next_try(item: QuarantineItem, base: float, ceiling: float) -> datetime | None:
+    """When a quarantined item is tried again (``None`` when its last try is unreadable: due at once).
+
+    ``base`` seconds after its last try, doubling with each further try up to ``ceiling``.
+
+    Never "given up": an item becomes due again and again for as long as it stays quarantined.
+    """
+    try:
+        last = datetime.fromisoformat(item.last_tried)
+    except ValueError:
+        return None
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)
+    doublings = min(max(item.attempts - 1, 0), 40)  # 2**40 times any base exceeds any ceiling; no overflow
+    return last + timedelta(seconds=min(base * 2**doublings, ceiling))
+
+
+def quarantine_due(item: QuarantineItem, now: datetime, base: float, ceiling: float) -> bool:
+    """Tell whether a quarantined item's next try is due (see :func:`quarantine_next_try`)."""
+    due = quarantine_next_try(item, base, ceiling)
+    return due is None or now >= due
 
 
 class SyncEngine:
@@ -189,6 +301,11 @@ class SyncEngine:
                 # the cursor of that flux did not move: the next cycle covers the same window again
                 log.warning("sync %s for %s interrupted: %s", name, establishment.finess_eg, type(exc).__name__)
                 report.errors.append(f"{name}: {exc}")
+            except Exception as exc:  # an answer no rule foresaw: reported, never a traceback to the user
+                # only the type: the message of an unexpected error may quote the answer (health data)
+                log.error("sync %s for %s interrupted by an unexpected %s", name, establishment.finess_eg,
+                          type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+                report.errors.append(f"{name}: unexpected {type(exc).__name__} (the cursor did not move)")
         return report
 
     # -- windows ------------------------------------------------------------------------------------
@@ -220,8 +337,7 @@ class SyncEngine:
         results = client.search_decisions(eg, since)
         hits = list(results)
         window_end = _server_time(results, window_start)
-        retry = [q for q in self.state.quarantined() if q.finess_eg == eg and q.flux == "1"
-                 and q.attempts < MAX_QUARANTINE_RETRIES]
+        retry = self._due_quarantine(eg, "1", window_start)
         listed = {str(_hit_field(h, "id")) for h in hits}
         todo: list[tuple[str, str | None]] = [(str(_hit_field(h, "id")), _hit_field(h, "last_updated"))
                                               for h in hits]
@@ -269,9 +385,11 @@ class SyncEngine:
         except AuthError:
             raise  # the whole establishment is refused: not this document's fault
         except RemoteError as exc:
-            # refused for this id only (gone, no longer notified, unreadable answer): keep it visible
+            # refused for this id only (403 not notified, gone, unreadable or oversized answer): keep it visible
+            reason = ("read-forbidden" if isinstance(exc, ReadRefusedError) else
+                      "too-large" if isinstance(exc, ResponseTooLargeError) else "read-refused")
             self._reject(context, report, flux="1", vt_id=vt_id, last_updated=listed_last_updated,
-                         reason="read-refused", message=str(exc), raw=None)
+                         reason=reason, message=str(exc), raw=None)
             return
         last_updated = fetched.last_updated
         if last_updated and self.state.seen(vt_id, eg, last_updated):
@@ -283,6 +401,16 @@ class SyncEngine:
                          message=str(error), raw=fetched.raw)
             return
         parsed = fetched.parsed
+        if fetched.official is not None and fetched.official != parsed.id_nat_decision:
+            if self.config.sync.setid_rule != "lenient":
+                self._reject(context, report, flux="1", vt_id=vt_id, last_updated=last_updated,
+                             reason="identifier-mismatch", raw=fetched.raw,
+                             message="the CDA setId (idNat_Decision) differs from the DocumentReference's official "
+                                     "identifier (sync.setid_rule = \"lenient\" accepts it)")
+                return
+            # lenient (the 2024 samples' "01"/"02" setIds): the official identifier is the idNat_Decision
+            parsed = dataclasses.replace(parsed, decision=dataclasses.replace(parsed.decision,
+                                                                              id_nat_decision=fetched.official))
         if self._map_and_store(context, report, flux="1", vt_id=vt_id, last_updated=last_updated, raw=fetched.raw,
                                hook="map_decision", document=parsed):
             self.state.mark_stored(vt_id, eg, last_updated, parsed.id_nat_decision, "decision")
@@ -357,10 +485,11 @@ class SyncEngine:
             return False  # empty searchset: no consent registered yet, or no evaluation
         document = documents[0]
         vt_id = str(document.get("id", id_nat_decision))
-        last_updated = str(document.get("meta", {}).get("lastUpdated", ""))
-        data, _ = _attachment(document)
+        last_updated = _last_updated(document)
+        data: str | None = None
         raw: bytes | None = None
         try:
+            data, _ = _attachment(document)
             if data is None:
                 raise DocumentError("the evaluation DocumentReference carries no CDA", reason="no-data")
             raw = decode_attachment(data, max_bytes=MAX_DOCUMENT_BYTES)
@@ -377,7 +506,7 @@ class SyncEngine:
             return False
         self.state.mark_stored(vt_id, eg, last_updated, id_nat_decision, "evaluation")
         self.state.resolve_quarantine(f"evaluation:{id_nat_decision}", eg)
-        self.state.mark_evaluation_fetched(id_nat_decision, eg, str(document.get("meta", {}).get("versionId", "")))
+        self.state.mark_evaluation_fetched(id_nat_decision, eg, str(_obj(document.get("meta")).get("versionId", "")))
         report.evaluations_stored += 1
         return True
 
@@ -387,17 +516,38 @@ class SyncEngine:
         eg = context.establishment.finess_eg
         window_start = self.clock()
         since = self._since(eg, "5", window_start)
+        # malformed Tasks due for a retry: their windows are searched again (flux 5 has no read by id)
+        again = [q for q in self._due_quarantine(eg, "5", window_start) if q.reason == MALFORMED_TASK]
+        for item in again:
+            found_in = _instant(item.last_updated)
+            if found_in is not None:
+                since = min(since, max(found_in, window_start - timedelta(days=self.config.sync.max_lookback_days)
+                                       + LOOKBACK_MARGIN))
         results = client.search_statuses(eg, since)
+        # a Task malformed again keeps its first entry (same key: its attempts count, its backoff grows)
+        first_seen = {q.vt_id: q.last_updated for q in self.state.quarantined()
+                      if q.finess_eg == eg and q.flux == "5" and q.reason == MALFORMED_TASK}
+        malformed: set[str] = set()
         for task in results:
-            id_nat = id_nat_decision_of_task(task)
-            vt_task_id = str(task.get("id", ""))
-            if not id_nat or not vt_task_id:
-                log.warning("flux 5: a Task without id or idNat_Decision was ignored for %s", eg)
+            problem = task_shape_error(task)
+            if problem is not None:
+                vt_task_id = str(task["id"]) if isinstance(task, dict) and isinstance(task.get("id"), str) \
+                    else "task-without-id"
+                malformed.add(vt_task_id)
+                # kept with the window it was found in: its retries search that window again
+                self._reject(context, report, flux="5", vt_id=vt_task_id,
+                             last_updated=first_seen.get(vt_task_id) or since.isoformat(),
+                             reason=MALFORMED_TASK, message=problem,
+                             raw=json.dumps(task, ensure_ascii=False).encode("utf-8"))
                 continue
-            last_updated = str(task.get("meta", {}).get("lastUpdated", ""))
+            id_nat = id_nat_decision_of_task(task) or ""
+            vt_task_id = str(task["id"])
             if self.state.keep_status(vt_task_id=vt_task_id, finess_eg=eg, id_nat_decision=id_nat,
-                                      last_updated=last_updated, body=task):
+                                      last_updated=_last_updated(task), body=task):
                 report.statuses_received += 1
+        for item in again:
+            if item.vt_id not in malformed:  # searched again and well-formed now (or gone): resolved
+                self.state.resolve_quarantine(item.vt_id, eg)
         window_end = _server_time(results, window_start)
         self._apply_pending(context, report, None)
         # the statuses are kept in the state store (applied, or waiting for their decision): the cursor may move
@@ -464,6 +614,12 @@ class SyncEngine:
 
     # -- shared --------------------------------------------------------------------------------------
 
+    def _due_quarantine(self, finess_eg: str, flux: str, now: datetime) -> list[QuarantineItem]:
+        """The quarantined items of one flux and establishment whose next try (with backoff) is due."""
+        sync = self.config.sync
+        return [q for q in self.state.quarantined() if q.finess_eg == finess_eg and q.flux == flux
+                and quarantine_due(q, now, sync.quarantine_backoff_seconds, sync.quarantine_max_backoff_seconds)]
+
     def _write(self, entries: list[dict[str, Any]], context: InboundContext) -> dict[str, Any]:
         """Write prepared entries in one HAPI transaction, then call the ``after_store`` observers.
 
@@ -510,27 +666,27 @@ class _Fetched:
     raw: bytes | None
     parsed: DecisionDocument | None
     error: DocumentError | None
+    official: str | None = None
 
 
 def _fetch_decision(client: VTClient, finess_eg: str, vt_id: str) -> _Fetched:
     """Read one decision DocumentReference, decode and parse its CDA (pure: no state, no hook)."""
     document = client.read_document(finess_eg, vt_id)
-    last_updated = str(document.get("meta", {}).get("lastUpdated", ""))
-    data, _ = _attachment(document)
+    last_updated = _last_updated(document)
+    data: str | None = None
     raw: bytes | None = None
     try:
+        data, _ = _attachment(document)
         if data is None:
             raise DocumentError("the DocumentReference carries no CDA (content.attachment.data is empty)",
                                 reason="no-data")
         raw = decode_attachment(data, max_bytes=MAX_DOCUMENT_BYTES)
         parsed = parse_decision(raw)
         official = _official_identifier(document)
-        if official is not None and official != parsed.id_nat_decision:
-            raise DocumentError("the CDA setId (idNat_Decision) differs from the DocumentReference's official "
-                                "identifier", reason="identifier-mismatch")
     except DocumentError as exc:
-        return _Fetched(last_updated, raw if raw is not None else _raw_data(data), None, exc)
-    return _Fetched(last_updated, raw, parsed, None)
+        kept = raw if raw is not None else _raw_data(data) if data is not None else _raw_json(document)
+        return _Fetched(last_updated, kept, None, exc)
+    return _Fetched(last_updated, raw, parsed, None, official)
 
 
 def _server_time(results: Any, fallback: datetime) -> datetime:
@@ -547,8 +703,8 @@ def _server_time(results: Any, fallback: datetime) -> datetime:
 
 def _official_identifier(document: dict[str, Any]) -> str | None:
     """The ``official`` identifier (idNat_Decision) of an ESMSDocumentReference, if it carries one."""
-    for ident in document.get("identifier") or []:
-        if isinstance(ident, dict) and ident.get("use") == "official" and isinstance(ident.get("value"), str):
+    for ident in _dicts(document.get("identifier")):
+        if ident.get("use") == "official" and isinstance(ident.get("value"), str):
             return str(ident["value"])
     return None
 
@@ -556,9 +712,27 @@ def _official_identifier(document: dict[str, Any]) -> str | None:
 def _hit_field(hit: Any, name: str) -> Any:
     if isinstance(hit, dict):
         if name == "last_updated":
-            return hit.get("meta", {}).get("lastUpdated")
+            return _last_updated(hit) or None
         return hit.get(name)
     return getattr(hit, name, None)
+
+
+def _instant(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _raw_json(document: dict[str, Any]) -> bytes | None:
+    """The resource itself, kept for inspection when its shape is wrong (bounded like a document)."""
+    try:
+        return json.dumps(document, ensure_ascii=False).encode("utf-8")[: MAX_DOCUMENT_BYTES + 1]
+    except (TypeError, ValueError):
+        return None
 
 
 def _raw_data(data: str | None) -> bytes | None:

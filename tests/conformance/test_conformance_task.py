@@ -266,6 +266,7 @@ def test_last_updated_depends_on_mode() -> None:
     assert "ESMSTask.meta.lastUpdated" in rules(check_esms_task(t), "warning")
     assert not has_errors(check_esms_task(t))
     _only(check_esms_task(t, mode="server-response"), "ESMSTask.meta.lastUpdated")
+    _only(check_esms_task(t, strict=True), "ESMSTask.meta.lastUpdated")  # the profile as written (vtdui validate)
     t["meta"]["lastUpdated"] = "2026-05-12"
     _only(check_esms_task(t), "ESMSTask.meta.lastUpdated")
 
@@ -317,3 +318,8 @@ def test_foreign_input_refused_when_sending_tolerated_on_receipt() -> None:
     _only(check_esms_task(t), "ESMSTask.input.type")
     found = check_esms_task(t, mode="server-response")
     assert not has_errors(found) and "ESMSTask.input.type" in rules(found, "warning")
+
+
+@pytest.mark.parametrize("struct", ["12345", "1ABCDEFGHI", "2350000017", "33500000170001"])
+def test_malformed_id_nat_struct_is_an_error(struct: str) -> None:
+    assert _only(check_esms_task(task(statut_esms("42"), struct=struct)), "ESMSTask.idNat_Struct").severity == "error"

@@ -74,3 +74,14 @@ def test_console_script(tmp_path: Path) -> None:
     done = subprocess.run([str(exe), "validate", _write(tmp_path, task(statut_esms("45")))],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "[ASS_A32]" in done.stdout
+
+
+def test_missing_last_updated_and_malformed_struct_are_errors_without_struct_option(tmp_path: Path) -> None:
+    t = task(statut_esms("42"), struct="12345")
+    del t["meta"]["lastUpdated"]
+    done = CliRunner().invoke(validate, [_write(tmp_path, t)])
+    assert done.exit_code == 1, done.output
+    errors = [line for line in done.output.splitlines() if line.startswith("error:")]
+    assert any("[ESMSTask.meta.lastUpdated] Task.meta.lastUpdated" in line for line in errors)
+    assert any("[ESMSTask.idNat_Struct]" in line and "'12345'" in line for line in errors)
+    assert len(errors) == 2

@@ -125,3 +125,73 @@ def test_entries_update_the_item_by_id_guarded_by_its_version(dataset: Dataset, 
 def test_pending_status_without_worklist_item_maps_to_nothing(context: InboundContext, own: str) -> None:
     event = esms_task("tk-8", id_nat_decision="VT-UNKNOWN", finess=own, status="46")
     assert remote_status_entries(event, context) is None
+
+
+# -- issue 12: EJ or EG on MDPH events, inputs typed by text, mode reprise -----------------------------------------
+
+
+def _text_typed(task: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(task)
+    for item in out["input"]:
+        item["type"] = {"text": item["type"]["coding"][0]["code"]}
+    return out
+
+
+def test_mdph_event_naming_the_ej_applies_when_the_ej_is_accepted(item: dict[str, Any]) -> None:
+    nat = worklist.id_nat_decision(item) or ""
+    event = esms_task("tk-ej", id_nat_decision=nat, finess="350000014", status="46", motif="114")
+    own = worklist.id_nat_struct(item) or ""
+    refused = apply_remote_status(item, event, own_structs=frozenset({own}))
+    assert refused is not None and worklist.business_status(refused) == "39"  # recorded, not applied
+    applied = apply_remote_status(item, event, own_structs=frozenset({own, "1350000014"}))
+    assert applied is not None and worklist.business_status(applied) == "46"
+
+
+@pytest.mark.parametrize("level", ["eg", "ej", "both"])
+def test_mdph_struct_level_setting(dataset: Dataset, simulated: SimulatedDecision, item: dict[str, Any],
+                                   level: str) -> None:
+    import dataclasses
+
+    ctx = make_context(dataset, simulated, worklist_task=item)
+    config = dataclasses.replace(ctx.config, sync=dataclasses.replace(ctx.config.sync, mdph_struct_level=level))
+    ctx = dataclasses.replace(ctx, config=config)
+    nat = worklist.id_nat_decision(item) or ""
+    by_ej = esms_task("tk-l1", id_nat_decision=nat, finess=ctx.legal_entity.finess_ej, status="49")
+    by_eg = esms_task("tk-l2", id_nat_decision=nat, finess=ctx.establishment.finess_eg, status="49")
+    applied = {name: worklist.business_status((remote_status_entries(task, ctx) or [{}])[0]["resource"])
+               for name, task in (("ej", by_ej), ("eg", by_eg))}
+    assert applied == {"eg": "49" if level != "ej" else "39", "ej": "49" if level != "eg" else "39"}
+
+
+def test_inputs_typed_by_text_only(item: dict[str, Any], own: str) -> None:
+    nat = worklist.id_nat_decision(item) or ""
+    event = _text_typed(esms_task("tk-txt", id_nat_decision=nat, finess=own, status="46", motif="114"))
+    updated = apply_remote_status(item, event)
+    assert updated is not None and worklist.business_status(updated) == "46"
+    other = _text_typed(esms_task("tk-txt2", id_nat_decision=nat, finess=OTHER, status="43"))
+    shown = apply_remote_status(item, other)
+    assert shown is not None
+    (record,) = worklist.remote_statuses(shown)
+    assert (record[systems.RS_STATUT_ESMS], record[systems.RS_ID_NAT_STRUCT]) == ("43", "1" + OTHER)
+
+
+def test_reprise_takes_the_latest_own_status_entered_in_viatrajectoire(item: dict[str, Any], own: str) -> None:
+    nat = worklist.id_nat_decision(item) or ""
+    first = esms_task("tk-r1", id_nat_decision=nat, finess=own, status="43", last_updated="2026-05-13T08:00:00+02:00")
+    latest = esms_task("tk-r2", id_nat_decision=nat, finess=own, status="42", last_updated="2026-05-14T08:00:00+02:00")
+    assert apply_remote_status(item, latest) is None  # reprise off: an own status read back
+    newer = apply_remote_status(item, latest, reprise=True)
+    assert newer is not None and worklist.business_status(newer) == "42"
+    both = apply_remote_status(newer, first, reprise=True)  # the older one arrives later: history only
+    assert both is not None and worklist.business_status(both) == "42"
+    records = {r[systems.RS_TASK_ID]: (r[systems.RS_APPLIED], r.get(systems.RS_REPRISE))
+               for r in worklist.remote_statuses(both)}
+    assert records == {"tk-r2": (True, True), "tk-r1": (False, True)}
+    assert "note" not in both
+
+
+def test_reprise_stops_once_a_dui_user_set_a_status(item: dict[str, Any], own: str) -> None:
+    nat = worklist.id_nat_decision(item) or ""
+    by_user = worklist.set_business_status(item, "41", reason="150")
+    read_back = esms_task("tk-u", id_nat_decision=nat, finess=own, status="41", motif="150")
+    assert apply_remote_status(by_user, read_back, reprise=True) is None

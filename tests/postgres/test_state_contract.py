@@ -66,6 +66,24 @@ def test_quarantine_keeps_raw_bytes_and_counts_attempts(state_factory: StateFact
     assert store.quarantined() == []
 
 
+def test_quarantine_retry_now_and_drop(state_factory: StateFactory) -> None:
+    store = state_factory()
+    item = store.quarantine(finess_eg=EG, flux="1", vt_id="dr-7", last_updated="t1", reason="read-forbidden",
+                            message="HTTP 403", raw=None)
+    other = store.quarantine(finess_eg=EG, flux="1", vt_id="dr-8", last_updated="t1", reason="too-large",
+                             message="over the cap", raw=None)
+    assert store.retry_quarantine(item.key, EG) is True
+    [retried] = [q for q in store.quarantined() if q.key == item.key]
+    assert datetime.fromisoformat(retried.last_tried) < datetime(1971, 1, 1, tzinfo=UTC)  # due at once
+    assert retried.attempts == 1
+    assert store.drop_quarantine(other.key, EG) is True
+    assert [q.key for q in store.quarantined()] == [item.key]
+    dropped = next(q for q in store.quarantined(include_resolved=True) if q.key == other.key)
+    assert dropped.resolved_at and dropped.message == "dropped by an operator: over the cap"
+    assert store.drop_quarantine(other.key, EG) is False and store.retry_quarantine("nope", EG) is False
+    assert store.retry_quarantine(item.key, OTHER_EG) is False
+
+
 def test_pending_statuses_dedupe_and_apply(state_factory: StateFactory) -> None:
     store = state_factory()
     body = {"resourceType": "Task", "id": "tk-1", "z": 1, "a": [1, 2]}

@@ -232,3 +232,30 @@ def test_admin_serves_given_bytes_as_a_document_until_the_next_update(simulator:
     assert httpx.put(url, params={"kind": "other"}, content=b"x", timeout=30).status_code == 400
     assert httpx.put(f"{simulator.admin_url}/decisions/NOPE/document", content=b"x", timeout=30).status_code == 404
     assert httpx.put(url, content=b"", timeout=30).status_code == 400
+
+
+def test_fault_body_serves_raw_text_with_status_and_content_type(dui: Dui) -> None:
+    eg = dui.egs[0]
+    decision = new_decision(dui.sim, [eg])
+    route = f"GET /fhir/DocumentReference/{decision['docref_id']}"
+    rule = admin(dui.sim, "POST", "faults", {"route": route, "action": "body", "body": '{"resourceType": 1',
+                                            "remaining": 2}).json()
+    assert rule["action"] == "body" and rule["remaining"] == 2 and rule["content_type"] == "application/fhir+json"
+    for _ in range(2):
+        answer = dui.get(f"DocumentReference/{decision['docref_id']}", eg)
+        assert answer.status_code == 200 and answer.text == '{"resourceType": 1'
+        assert answer.headers["content-type"].startswith("application/fhir+json")
+    assert dui.get(f"DocumentReference/{decision['docref_id']}", eg).json()["resourceType"] == "DocumentReference"
+    admin(dui.sim, "POST", "faults", {"route": "GET /fhir/Task", "action": "body", "status": 502,
+                                      "content_type": "text/html", "body": "<html>proxy</html>"})
+    answer = dui.get("Task", eg, params={"_lastUpdated": "gt2020-01-01T00:00:00Z"})
+    assert (answer.status_code, answer.text) == (502, "<html>proxy</html>")
+    assert answer.headers["content-type"].startswith("text/html")
+    assert admin(dui.sim, "GET", "faults").json()["faults"] == []
+
+
+@pytest.mark.parametrize("spec", [{"route": "/fhir/*", "action": "body"},
+                                  {"route": "/fhir/*", "action": "body", "body": "x", "status": 99},
+                                  {"route": "/fhir/*", "action": "body", "body": 3}])
+def test_bad_body_faults_are_400(simulator: RunningSimulator, spec: dict[str, object]) -> None:
+    assert admin(simulator, "POST", "faults", spec).status_code == 400

@@ -413,3 +413,67 @@ def test_post_timing_out_is_reported_uncertain_and_not_resent(sim: Sim, rec: Rec
         vt.post_task(establishment.finess_eg, task(establishment.finess_eg, establishment.name, decision))
     assert [e.method for e in rec.exchanges if e.kind == "fhir"] == ["POST"]
     assert rec.sleeps == []
+
+
+# -- issue 12: what the real service may do --------------------------------------------------------------------
+
+
+def test_403_on_a_read_is_refused_for_that_document_not_an_auth_error(sim: Sim, rec: Recorder) -> None:
+    from vtdui.viatrajectoire.client import ReadRefusedError
+
+    entity = sim.entity()
+    decision = sim.decision_for(eg_of(entity))
+    sim.fault(route=f"GET /fhir/DocumentReference/{decision['docref_id']}", status=403)
+    with client_for(sim, rec) as vt:
+        with pytest.raises(ReadRefusedError) as caught:
+            vt.read_document(eg_of(entity), decision["docref_id"])
+        assert not isinstance(caught.value, AuthError) and caught.value.status == 403
+        assert vt.read_document(eg_of(entity), decision["docref_id"])["id"] == decision["docref_id"]
+
+
+def test_answers_over_the_cap_are_refused_declared_or_streamed(sim: Sim, rec: Recorder) -> None:
+    from vtdui.viatrajectoire._transport import ResponseTooLargeError
+
+    entity = sim.entity()
+    decision = sim.decision_for(eg_of(entity))
+    settings = replace(sim.config.viatrajectoire, max_response_bytes=1024 * 1024)
+    sim.fault(route=f"GET /fhir/DocumentReference/{decision['docref_id']}", action="body",
+              body='{"resourceType": "DocumentReference", "id": "' + "x" * (2 * 1024 * 1024) + '"}')
+    with ViaTrajectoireClient(settings, entity, FAST, sleep=rec.sleep) as vt, \
+            pytest.raises(ResponseTooLargeError, match="1048576-byte cap"):
+        vt.read_document(eg_of(entity), decision["docref_id"])
+
+    def chunked(request: httpx.Request) -> httpx.Response:  # no Content-Length: the cap applies while reading
+        if request.url.path.endswith("/oauth/token"):
+            return httpx.Response(200, json={"access_token": "t", "token_type": "Bearer", "expires_in": 600})
+        return httpx.Response(200, stream=httpx.ByteStream(b"{" + b" " * (3 * 1024 * 1024) + b"}"),
+                              headers={"Content-Type": "application/fhir+json"})
+
+    with ViaTrajectoireClient(settings, entity, FAST, sleep=rec.sleep, transport=httpx.MockTransport(chunked)) as vt, \
+            pytest.raises(ResponseTooLargeError, match="reading stopped"):
+        vt.read_document(eg_of(entity), "doc-1")
+
+
+def test_token_request_with_form_credentials_scope_and_no_secret_in_the_trace(sim: Sim, rec: Recorder) -> None:
+    sim.admin.put("token-policy", json={"client_auth": "form", "scope": "sdo.esms"}).raise_for_status()
+    try:
+        entity = sim.entity()
+        with client_for(sim, rec) as vt, pytest.raises(AuthError, match="token_auth"):
+            vt.read_document(eg_of(entity), "whatever")
+        settings = replace(sim.config.viatrajectoire, token_auth="form", token_scope="sdo.esms")
+        with ViaTrajectoireClient(settings, entity, FAST, sleep=rec.sleep, on_exchange=rec.exchanges.append) as vt:
+            assert vt.auth.token()
+        token_request = [e for e in rec.exchanges if e.kind == "token"][-1]
+        body = token_request.request_body or b""
+        assert b"client_id=" in body and b"scope=sdo.esms" in body
+        assert sim.config.viatrajectoire.client_secret.encode() not in body and b"client_secret=%2A%2A%2A" in body
+        assert "authorization" not in {k.lower() for k in token_request.request_headers}
+    finally:
+        sim.admin.put("token-policy", json={"client_auth": "any", "scope": None}).raise_for_status()
+
+
+def test_identifier_search_escapes_the_fhir_special_characters() -> None:
+    from vtdui.viatrajectoire.client import _token
+
+    assert _token("VTS-123") == "VTS-123"
+    assert _token("A|B,C$D\\E") == "A%5C%7CB%5C%2CC%5C%24D%5C%5CE"

@@ -79,3 +79,5 @@ def run(config_path: Path | None, once: bool, as_json: bool, host: str | None, p
         _print_cycle(cycle, Console())
     if not cycle.ok:
         raise SystemExit(2)
+    if cycle.sync is not None and cycle.sync.total("quarantined"):
+        raise SystemExit(3)  # as `vtdui sync`: items were kept aside in this cycle (`vtdui quarantine list`)

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from vtdui.config import Config, load_config
 from vtdui.outbox import ItemState, Outbox
-from vtdui.state import StateBackend, StateStore
+from vtdui.state import QuarantineItem, StateBackend, StateStore
 from vtdui.storage import open_outbox, open_poll_schedule, open_state
 
 __all__ = ["collect_status", "status"]
@@ -59,7 +59,8 @@ def collect_status(state: StateBackend, config: Config | None = None, *, certifi
                 "last_success_age_seconds": _age(c.last_success, now)}
                for c in state.cursors()]
     quarantined: list[dict[str, Any]] = [{"key": q.key, "finess_eg": q.finess_eg, "flux": q.flux, "reason": q.reason,
-                    "message": q.message, "attempts": q.attempts, "first_seen": q.first_seen, "path": q.path}
+                    "message": q.message, "attempts": q.attempts, "first_seen": q.first_seen, "path": q.path,
+                    "next_try": _next_try(q, config)}
                    for q in state.quarantined()]
     waiting: dict[str, int] = state.waiting_status_count()
     if isinstance(state, StateStore):
@@ -127,6 +128,13 @@ def collect_status(state: StateBackend, config: Config | None = None, *, certifi
             "outbox": counts, "outbox_oldest_unsent_age_seconds": None if oldest is None else round(oldest)}
 
 
+def _next_try(item: QuarantineItem, config: Config | None) -> str | None:
+    from vtdui.commands.quarantine import next_try
+
+    due = next_try(item, config if config is not None else Config())
+    return due.isoformat(timespec="seconds") if due is not None else None
+
+
 def _dash(value: object) -> str:
     return "-" if value is None else str(value)
 
@@ -170,11 +178,13 @@ def status(config_path: Path | None, as_json: bool) -> None:
     console.print(f"outbox: {outbox}; oldest unsent: {_dash(data['outbox_oldest_unsent_age_seconds'])} s")
     console.print(f"documents stored: {data['documents_stored']}")
     if data["quarantined"]:
-        q_table = Table(title="quarantined documents (vtdui keeps retrying them; raw files under state_dir)")
-        for column in ("establishment", "flux", "document", "reason", "attempts", "message"):
-            q_table.add_column(column)
+        q_table = Table(title="quarantined items (vtdui retries them with backoff until stored; "
+                              "`vtdui quarantine retry|drop KEY`)")
+        for column in ("establishment", "flux", "document", "reason", "attempts", "next try", "message"):
+            q_table.add_column(column, no_wrap=column == "reason")  # the reason is what an operator greps
         for q in data["quarantined"]:
-            q_table.add_row(q["finess_eg"], q["flux"], q["key"], q["reason"], str(q["attempts"]), q["message"])
+            q_table.add_row(q["finess_eg"], q["flux"], q["key"], q["reason"], str(q["attempts"]),
+                            _dash(q["next_try"]), q["message"])
         console.print(q_table)
     else:
         console.print("quarantined documents: none")

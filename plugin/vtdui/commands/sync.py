@@ -36,7 +36,12 @@ def print_report(report: SyncReport, console: Console) -> None:
 @click.option("--establishment", "only", multiple=True, help="Only this FINESS EG (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def sync(config_path: Path | None, once: bool, only: tuple[str, ...], as_json: bool) -> None:
-    """Pull decisions, evaluations and statuses from ViaTrajectoire into HAPI (one cycle)."""
+    """Pull decisions, evaluations and statuses from ViaTrajectoire into HAPI (one cycle).
+
+    Exit status: 0 when everything was stored, 2 when a flux was interrupted by a passing fault (its cursor
+    stays; the next cycle covers the same window), 3 when items were kept aside in the quarantine during this
+    cycle (`vtdui quarantine list`; they are retried with backoff).
+    """
     config = load_config(config_path)
     setup_logging(config.log_level, config.log_format)
     console = Console(stderr=True)
@@ -51,14 +56,18 @@ def sync(config_path: Path | None, once: bool, only: tuple[str, ...], as_json: b
 
         with Runtime(config, progress=on_progress) as runtime:
             report = runtime.sync.run_once(only or None)
+            synced = {r.finess_eg for r in report.establishments}
+            unresolved = sum(1 for q in runtime.state.quarantined() if q.finess_eg in synced)
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "seconds": report.seconds,
+        click.echo(json.dumps({"ok": report.ok, "seconds": report.seconds, "quarantine_unresolved": unresolved,
                                "establishments": [vars(r) for r in report.establishments]}, indent=2))
     else:
         print_report(report, Console())
         quarantined = report.total("quarantined")
         if quarantined:
-            Console().print(f"{quarantined} document(s) kept aside: `vtdui status` lists them with their reason "
-                            "(retried on the next cycles)")
+            Console().print(f"{quarantined} item(s) kept aside: `vtdui quarantine list` shows them with their reason "
+                            "(retried with backoff until stored; `vtdui quarantine retry|drop KEY`)")
     if not report.ok:
         raise SystemExit(2)
+    if report.total("quarantined"):
+        raise SystemExit(3)

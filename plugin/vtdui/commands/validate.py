@@ -41,7 +41,7 @@ def validate(file: Path, kind: str, struct: str | None, mode: str, state_dir: Pa
     if not isinstance(resource, dict):
         raise click.BadParameter(f"{file} does not hold a JSON object (a FHIR resource)", param_hint="FILE")
     terminology = Terminology.load(state_dir=state_dir)
-    violations = check_resource(resource, kind, terminology=terminology, expected_struct=struct,
+    violations = check_resource(resource, kind, terminology=terminology, expected_struct=struct, strict=True,
                                 mode="server-response" if mode == "server-response" else "outgoing")
     if as_json:
         click.echo(json.dumps(to_operation_outcome(violations), indent=2, ensure_ascii=False))

@@ -98,6 +98,10 @@ RS_DATE_STATUT_UNITE: Final = sdo.DATE_STATUT_UNITE
 RS_NOM_UNITE: Final = sdo.NOM_UNITE
 RS_DESCRIPTION: Final = "description"
 RS_APPLIED: Final = "applied"
+#: True on a record of this establishment's own status entered in ViaTrajectoire's screens ("mode reprise").
+RS_REPRISE: Final = "reprise"
+#: The work-list item's initial status: "Notification envoyée".
+STATUS_NOTIFIED: Final = "39"
 
 # ---------------------------------------------------------------------------------------------------
 # MDPH events (TRE_R357 codes) and what they do to the work-list item

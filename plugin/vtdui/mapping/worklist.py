@@ -72,12 +72,30 @@ def is_worklist_task(task: Task) -> bool:
                for c in task.get("code", {}).get("coding", []))
 
 
+#: The InputTaskSDOCodeSystem codes (display = code), recognised in a legacy ``type.text`` too.
+_INPUT_CODES = frozenset({sdo.ID_NAT_STRUCT, sdo.NOM_ESMS, sdo.STATUT_ESMS, sdo.MOTIF_ESMS, sdo.DATE_STATUT_ESMS,
+                          sdo.ID_UNITE, sdo.NOM_UNITE, sdo.CATEGORIE_ORGANISATION, sdo.TEMPORALITE_ACCUEIL,
+                          sdo.ACCUEIL_SEQUENTIEL, sdo.MODE_PRISE_CHARGE, sdo.STATUT_UNITE, sdo.DATE_STATUT_UNITE,
+                          sdo.MOTIF_UNITE, sdo.ID_DECISION, sdo.ID_NAT_DECISION})
+
+
 def input_code(item: dict[str, Any]) -> str | None:
-    """The InputTaskSDOCodeSystem code of one ``Task.input`` (``None`` for another system)."""
-    for c in item.get("type", {}).get("coding", []):
-        if c.get("system") == sdo.INPUT_SYSTEM:
+    """The InputTaskSDOCodeSystem code of one ``Task.input`` (``None`` for another system).
+
+    Typed by ``type.coding`` (4.0.2 and later) or, as ViaTrajectoire may still send it, by ``type.text``
+    alone (brief §13.1); a coding of the InputTaskSDOCodeSystem wins over the text.
+    """
+    type_ = item.get("type")
+    if not isinstance(type_, dict):
+        return None
+    codings = type_.get("coding")
+    for c in codings if isinstance(codings, list) else []:
+        if isinstance(c, dict) and c.get("system") == sdo.INPUT_SYSTEM:
             code = c.get("code")
             return str(code) if code is not None else None
+    text = type_.get("text")
+    if isinstance(text, str) and text.strip() in _INPUT_CODES:
+        return text.strip()
     return None
 
 

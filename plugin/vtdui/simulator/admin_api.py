@@ -5,15 +5,26 @@ Routes (JSON in, JSON out)::
     GET  /_admin/info                          URLs, client credentials, certificates, establishments
     GET  /_admin/decisions                     decisions and whom they are notified to
     POST /_admin/decisions                     {"count": N} or one decision:
-                                               {"notified_to": [EG...], "id_decision", "id_nat_decision"}
+                                               {"notified_to": [EG...], "id_decision", "id_nat_decision",
+                                               "set_id": "01" (CDA setId of the 2024 samples, not idNat)}
     POST /_admin/decisions/{idNat}/update      new document version (versionNumber+1, RPLC, lastUpdated moves)
     PUT  /_admin/decisions/{idNat}/document?kind=decision|evaluation
                                                serve the request body (any bytes, e.g. a hostile CDA) as that
                                                document until the next update: rehearses the DUI's quarantine
-    POST /_admin/events                        MDPH event (37/39/46/49/54) or another establishment's status
+    POST /_admin/events                        MDPH event (37/39/46/49/54) or another establishment's status;
+                                               "struct_level": "ej" gives an MDPH event the EJ's idNat_Struct,
+                                               "input_typing": "text" types the inputs by type.text only
+    POST /_admin/decisions/{idNat}/reprise     tag for take-over ("mode reprise"): an old study with this
+                                               establishment's own statuses entered in ViaTrajectoire's
+                                               screens: {"finess_eg", "statuses": [{"statut_esms",
+                                               "motif_esms", "date_statut_esms"}, ...]} (oldest first)
     GET  /_admin/received?since=N              what the DUI sent (method, path, struct_idnat, body, validation, status)
-    GET|POST|DELETE /_admin/faults             armed faults (see vtdui.simulator.faults)
+    GET|POST|DELETE /_admin/faults             armed faults (see vtdui.simulator.faults): status, delay,
+                                               drop, expire-token, body (a raw answer: any text, status and
+                                               content type, e.g. malformed JSON for a read)
     POST /_admin/tokens/expire                 make every access token expire
+    GET|PUT /_admin/token-policy               what the token endpoint requires: {"client_auth": "any" |
+                                               "basic" | "form", "scope": null | "<scope>"}
     POST /_admin/reset                         back to the seeded dataset
     POST /_admin/terminology/valuesets         {"url", "add": [{system, code, display}], "remove": [...], "version"}
     GET  /_admin/terminology/fhir/...          FHIR terminology endpoint: ValueSet?url=, ValueSet/$expand,
@@ -145,10 +156,15 @@ async def create_decisions(request: Request) -> Response:
     fixed = {k: body[k] for k in ("id_decision", "id_nat_decision") if body.get(k)}
     if fixed and count != 1:
         raise AdminError(400, "id_decision / id_nat_decision can only be given for a single decision")
+    set_id = body.get("set_id")
+    if set_id is not None and (not isinstance(set_id, str) or not set_id.strip()):
+        raise AdminError(400, "'set_id' must be a non-empty string")
     created = []
     try:
         for _ in range(count):
-            created.append(ctx.state.add_decision(notified_to=notified, **fixed))
+            stored = ctx.state.add_decision(notified_to=notified, **fixed)
+            stored.set_id = set_id
+            created.append(stored)
     except ValueError as exc:
         raise AdminError(422, str(exc)) from exc
     return JSONResponse({"decisions": [_decision_summary(d) for d in created]}, status_code=201)
@@ -236,6 +252,10 @@ async def create_event(request: Request) -> Response:
         decision = ctx.state.decisions.get(str(id_nat))
     if decision is None:
         raise AdminError(404, f"unknown idNat_Decision {id_nat!r}")
+    struct_level = body.get("struct_level", "eg")
+    typing = body.get("input_typing", "coding")
+    if struct_level not in ("eg", "ej") or typing not in ("coding", "text"):
+        raise AdminError(400, "'struct_level' must be 'eg' or 'ej'; 'input_typing' 'coding' or 'text'")
     statut = _with_display(ctx, _pair(body, "statut_esms"), sdo.TRE_R357)
     statut_unite = _with_display(ctx, _pair(body, "statut_unite"), sdo.TRE_R357)
     if source == "mdph":
@@ -266,8 +286,12 @@ async def create_event(request: Request) -> Response:
                     "categorie_organisation": match.categorie_organisation,
                     "mode_prise_charge": match.mode_prise_charge, "temporalite_accueil": match.temporalite_accueil}
         today = ctx.state.tick().date()
+        struct = "1" + eg
+        if struct_level == "ej" and source == "mdph":
+            struct = "1" + next(e.finess_ej for e in ctx.state.entities
+                                for x in e.establishments if x.finess_eg == eg)
         task = esms_task(
-            id_nat_struct="1" + eg, nom_esms=str(name), id_decision=decision.id_decision,
+            id_nat_struct=struct, nom_esms=str(name), id_decision=decision.id_decision,
             id_nat_decision=decision.id_nat_decision, statut_esms=statut,
             motif_esms=_with_display(ctx, _pair(body, "motif_esms"), sdo.TRE_R358),
             date_statut_esms=_date(body, "date_statut_esms") or (today if statut else None),
@@ -281,8 +305,58 @@ async def create_event(request: Request) -> Response:
             raise AdminError(422, "the event would not be a conformant ESMSTask",
                              conformance.to_operation_outcome(violations))
         origin: TaskOrigin = "mdph" if source == "mdph" else "other-esms"
+        if typing == "text":
+            task = _typed_by_text(task)
         tasks.append(ctx.state.add_task(origin, eg, decision.id_nat_decision, task))
     return JSONResponse({"tasks": [_task_summary(t) for t in tasks]}, status_code=201)
+
+
+def _typed_by_text(task: dict[str, Any]) -> dict[str, Any]:
+    """The Task with each input typed by ``type.text`` only (the legacy typing ViaTrajectoire may still send)."""
+    inputs = []
+    for item in task.get("input", []):
+        code = next((c.get("code") for c in item.get("type", {}).get("coding", [])), None)
+        inputs.append({**item, "type": {"text": str(code)}})
+    return {**task, "input": inputs}
+
+
+async def tag_reprise(request: Request) -> Response:
+    """``POST /_admin/decisions/{idNat}/reprise``: a decision studied in ViaTrajectoire before the interoperability.
+
+    The establishment's statuses entered in ViaTrajectoire's screens become Tasks it sees in flux 5 (with
+    its own idNat_Struct), and the decision is published again (an update: it appears in flux 1).
+    """
+    ctx = _ctx(request)
+    body = await _json(request)
+    id_nat = request.path_params["id_nat"]
+    with ctx.state.lock:
+        decision = ctx.state.decisions.get(id_nat)
+    if decision is None:
+        raise AdminError(404, f"unknown idNat_Decision {id_nat!r}")
+    eg = str(body.get("finess_eg") or "")
+    if eg not in decision.notified_to:
+        raise AdminError(422, f"decision {id_nat} is not notified to {eg!r}")
+    statuses = body.get("statuses")
+    if not isinstance(statuses, list) or not statuses or not all(isinstance(s, dict) for s in statuses):
+        raise AdminError(400, "'statuses' must be a non-empty list of {statut_esms, motif_esms, date_statut_esms}")
+    est = ctx.state.establishment(eg)
+    tasks = []
+    for entry in statuses:
+        statut = _with_display(ctx, _pair(entry, "statut_esms"), sdo.TRE_R357)
+        if statut is None:
+            raise AdminError(400, "each status needs 'statut_esms'")
+        task = esms_task(
+            id_nat_struct="1" + eg, nom_esms=est.name if est else eg, id_decision=decision.id_decision,
+            id_nat_decision=decision.id_nat_decision, statut_esms=statut,
+            motif_esms=_with_display(ctx, _pair(entry, "motif_esms"), sdo.TRE_R358),
+            date_statut_esms=_date(entry, "date_statut_esms") or ctx.state.tick().date())
+        violations = conformance.check_esms_task(task, terminology=ctx.terminology.terminology())
+        if conformance.has_errors(violations):
+            raise AdminError(422, "the status would not be a conformant ESMSTask",
+                             conformance.to_operation_outcome(violations))
+        tasks.append(ctx.state.add_task("vt-screen", eg, decision.id_nat_decision, task))
+    stored = ctx.state.update_decision(id_nat)
+    return JSONResponse({**_decision_summary(stored), "tasks": [_task_summary(t) for t in tasks]}, status_code=201)
 
 
 async def received(request: Request) -> Response:
@@ -312,6 +386,21 @@ async def faults(request: Request) -> Response:
 async def expire_tokens(request: Request) -> Response:
     """``POST /_admin/tokens/expire``."""
     return JSONResponse({"expired": _ctx(request).tokens.expire_all()})
+
+
+async def token_policy(request: Request) -> Response:
+    """``GET`` shows, ``PUT`` sets what the token endpoint requires (client authentication, scope)."""
+    ctx = _ctx(request)
+    if request.method == "PUT":
+        body = await _json(request)
+        client_auth = body.get("client_auth", "any")
+        scope = body.get("scope")
+        if client_auth not in ("any", "basic", "form"):
+            raise AdminError(400, "'client_auth' must be 'any', 'basic' or 'form'")
+        if scope is not None and (not isinstance(scope, str) or not scope.strip() or " " in scope.strip()):
+            raise AdminError(400, "'scope' must be one scope token, or null")
+        ctx.token_policy = {"client_auth": str(client_auth), "scope": scope.strip() if scope else None}
+    return JSONResponse(ctx.token_policy)
 
 
 async def reset(request: Request) -> Response:
@@ -424,10 +513,12 @@ def build_admin_app(ctx: SimulatorContext) -> ASGIApp:
         Route("/_admin/decisions", create_decisions, methods=["POST"]),
         Route("/_admin/decisions/{id_nat}/update", update_decision, methods=["POST"]),
         Route("/_admin/decisions/{id_nat}/document", replace_document, methods=["PUT"]),
+        Route("/_admin/decisions/{id_nat}/reprise", tag_reprise, methods=["POST"]),
         Route("/_admin/events", create_event, methods=["POST"]),
         Route("/_admin/received", received, methods=["GET"]),
         Route("/_admin/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_admin/tokens/expire", expire_tokens, methods=["POST"]),
+        Route("/_admin/token-policy", token_policy, methods=["GET", "PUT"]),
         Route("/_admin/reset", reset, methods=["POST"]),
         Route("/_admin/terminology/valuesets", change_valueset, methods=["POST"]),
         Route(f"{term}/metadata", term_metadata, methods=["GET"]),

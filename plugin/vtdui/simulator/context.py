@@ -171,6 +171,8 @@ class SimulatorContext:
         self.admin_url = admin_url
         self.tokens = TokenStore(settings.token_lifetime)
         self.faults = FaultInjector()
+        #: what the token endpoint requires: ``client_auth`` "any", "basic" or "form"; ``scope`` (None: none)
+        self.token_policy: dict[str, str | None] = {"client_auth": "any", "scope": None}
         self.terminology = TerminologyState()
         self.started_at = datetime.now(UTC)
         self._certs: dict[bytes, PeerCertificate] = {}
@@ -204,9 +206,10 @@ class SimulatorContext:
             return self._pages.get(token)
 
     def reset(self) -> None:
-        """Back to the seeded dataset: store, faults, pages and terminology (tokens are kept)."""
+        """Back to the seeded dataset: store, faults, token policy, pages and terminology (tokens are kept)."""
         self.state.reset()
         self.faults.clear()
+        self.token_policy = {"client_auth": "any", "scope": None}
         self.terminology.reset()
         with self._lock:
             self._pages.clear()

@@ -8,7 +8,12 @@ A rule matches ``"<METHOD> <path>"`` with shell-style wildcards, e.g. ``"GET /fh
   a request whose client disconnected meanwhile is not handled at all (as a real server does not act on
   a request whose client went away before it got to it): it is recorded with status 499, nothing stored;
 * ``drop``: close the TCP connection without any answer;
-* ``expire-token``: make the presented bearer token expire, then answer normally (so: 401).
+* ``expire-token``: make the presented bearer token expire, then answer normally (so: 401);
+* ``body``: answer ``body`` (any text: malformed JSON, a wrong shape, a huge document ...) with ``status``
+  (default 200) and ``content_type`` (default ``application/fhir+json``) instead of the real answer, e.g.
+  ``{"route": "GET /fhir/DocumentReference/dec-X", "action": "body", "status": 200, "body": "{...}"}``.
+
+The number of uses is ``count`` (or its synonym ``remaining``), 1 by default.
 
 The requests a ``delay`` holds at a given moment are listed by :meth:`FaultInjector.held` (method, path,
 the client's address and the body), e.g. to find which of several clients is blocked in a request.
@@ -25,8 +30,10 @@ from typing import Any, Literal
 
 __all__ = ["FaultAction", "FaultInjector", "FaultRule", "HeldRequest"]
 
-FaultAction = Literal["status", "delay", "drop", "expire-token"]
-_ACTIONS = ("status", "delay", "drop", "expire-token")
+FaultAction = Literal["status", "delay", "drop", "expire-token", "body"]
+_ACTIONS = ("status", "delay", "drop", "expire-token", "body")
+#: Largest ``body`` a fault may serve (room for the oversized-response tests).
+MAX_FAULT_BODY = 96 * 1024 * 1024
 
 
 @dataclass
@@ -41,6 +48,8 @@ class FaultRule:
         status: HTTP status for ``status`` (and optionally ``delay``).
         retry_after: ``Retry-After`` seconds, if any.
         delay: seconds to wait for ``delay``.
+        body: the raw answer of ``body`` (UTF-8 encoded when sent).
+        content_type: its ``Content-Type``.
     """
 
     id: int
@@ -50,6 +59,8 @@ class FaultRule:
     status: int | None = None
     retry_after: float | None = None
     delay: float = 0.0
+    body: str | None = None
+    content_type: str = "application/fhir+json"
 
     def matches(self, method: str, path: str) -> bool:
         """Tell whether the rule applies to this request."""
@@ -61,7 +72,9 @@ class FaultRule:
     def as_dict(self) -> dict[str, Any]:
         """JSON view."""
         return {"id": self.id, "route": self.route, "action": self.action, "remaining": self.remaining,
-                "status": self.status, "retry_after": self.retry_after, "delay": self.delay}
+                "status": self.status, "retry_after": self.retry_after, "delay": self.delay,
+                "content_type": self.content_type if self.action == "body" else None,
+                "body_length": len(self.body) if self.body is not None else None}
 
 
 @dataclass(frozen=True)
@@ -104,13 +117,15 @@ class FaultInjector:
         route = spec.get("route")
         if not isinstance(route, str) or not route.strip():
             raise ValueError("'route' is required, e.g. \"GET /fhir/DocumentReference*\"")
-        count = spec.get("count", 1)
+        count = spec.get("count", spec.get("remaining", 1))
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ValueError("'count' must be a positive integer")
         status = spec.get("status")
         action = spec.get("action") or ("status" if status is not None else None)
         if action not in _ACTIONS:
             raise ValueError(f"'action' must be one of {', '.join(_ACTIONS)} (or give 'status')")
+        if action == "body":
+            return self._add_body(route.strip(), count, spec)
         if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
             raise ValueError("'status' must be an HTTP error status (400-599)")
         if action == "status" and status is None:
@@ -131,6 +146,23 @@ class FaultInjector:
             self._rules.append(rule)
         return rule
 
+    def _add_body(self, route: str, count: int, spec: dict[str, Any]) -> FaultRule:
+        status = spec.get("status", 200)
+        if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+            raise ValueError("'status' must be an HTTP status (200-599)")
+        body = spec.get("body")
+        if not isinstance(body, str):
+            raise ValueError("'body' (the raw answer, as a string) is required for action 'body'")
+        if len(body) > MAX_FAULT_BODY:
+            raise ValueError(f"'body' is at most {MAX_FAULT_BODY} characters")
+        content_type = spec.get("content_type", "application/fhir+json")
+        if not isinstance(content_type, str) or not content_type.strip() or "\n" in content_type:
+            raise ValueError("'content_type' must be a one-line media type")
+        rule = FaultRule(next(self._ids), route, "body", count, status, body=body, content_type=content_type.strip())
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
     def take(self, method: str, path: str) -> FaultRule | None:
         """Consume one use of the first rule matching the request; ``None`` when no rule applies."""
         with self._lock:
@@ -138,7 +170,7 @@ class FaultInjector:
                 if rule.remaining > 0 and rule.matches(method, path):
                     rule.remaining -= 1
                     snapshot = FaultRule(rule.id, rule.route, rule.action, rule.remaining, rule.status,
-                                         rule.retry_after, rule.delay)
+                                         rule.retry_after, rule.delay, rule.body, rule.content_type)
                     self._rules = [r for r in self._rules if r.remaining > 0]
                     return snapshot
         return None

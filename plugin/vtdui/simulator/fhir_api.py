@@ -161,6 +161,20 @@ def _oauth_error(error: ClientAuthError) -> JSONResponse:
                         headers=headers)
 
 
+def _token_policy(ctx: SimulatorContext, fields: Mapping[str, str]) -> None:
+    """Apply the token policy armed through the admin API (how credentials come, which scope is required)."""
+    policy = ctx.token_policy
+    in_form = "client_id" in fields or "client_secret" in fields
+    if policy.get("client_auth") == "basic" and in_form:
+        raise ClientAuthError("invalid_client", "this server authenticates clients with HTTP Basic only", 401)
+    if policy.get("client_auth") == "form" and not in_form:
+        raise ClientAuthError("invalid_client", "this server wants client_id and client_secret in the form body",
+                              401)
+    wanted = policy.get("scope")
+    if wanted and wanted not in fields.get("scope", "").split():
+        raise ClientAuthError("invalid_scope", f"scope {wanted!r} is required")
+
+
 async def token_endpoint(request: Request) -> Response:
     """``POST /oauth/token``: client_credentials over mTLS (RFC 6749 §4.4)."""
     ctx = _ctx(request)
@@ -181,6 +195,7 @@ async def token_endpoint(request: Request) -> Response:
     fields = dict(pairs)
     try:
         client_id, secret = client_credentials(request.headers.get("authorization"), fields)
+        _token_policy(ctx, fields)
         if fields.get("grant_type") != "client_credentials":
             raise ClientAuthError("unsupported_grant_type", "grant_type must be client_credentials")
         if not (_same(client_id, ctx.pki.client_id) and _same(secret, ctx.pki.client_secret)):
@@ -246,10 +261,25 @@ def _count(ctx: SimulatorContext, raw: str | None) -> int | None:
 
 
 def _token_param(raw: str | None, name: str) -> str | None:
-    """A token search value: ``code`` or ``system|code`` → the code (the system is not used by the IG)."""
+    r"""A token search value: ``code`` or ``system|code`` → the code (the system is not used by the IG).
+
+    FHIR escaping applies: ``\|`` is a ``|`` inside the code, not the separator (same for ``\,``, ``\$``, ``\\``).
+    """
     if raw is None:
         return None
-    return raw.rpartition("|")[2]
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(raw)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char == "|":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts[-1]
 
 
 def _self_url(request: Request, ctx: SimulatorContext, resource_type: str) -> str:
@@ -615,6 +645,12 @@ class _Wrapper:
             if rule.action == "expire-token":
                 header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
                 self.ctx.tokens.expire(header.partition(" ")[2].strip())
+            if rule.action == "body":
+                raw = Response((rule.body or "").encode("utf-8"), status_code=rule.status or 200,
+                               media_type=rule.content_type)
+                await raw(scope, receive, recording_send)
+                self._record(scope, state, status_holder[0])
+                return
             if rule.status is not None:
                 headers = {"Retry-After": _seconds(rule.retry_after)} if rule.retry_after is not None else {}
                 response = _fhir_response(operation_outcome(

@@ -40,8 +40,9 @@ __all__ = [
 
 Clock = Callable[[], datetime]
 
-#: Who wrote a Task: the DUI through flux 4, another establishment or the MDPH (both through the admin side).
-TaskOrigin = Literal["flux4", "other-esms", "mdph"]
+#: Who wrote a Task: the DUI through flux 4, another establishment or the MDPH (both through the admin side), or
+#: the establishment itself in ViaTrajectoire's screens before its interoperability ("vt-screen": mode reprise).
+TaskOrigin = Literal["flux4", "other-esms", "mdph", "vt-screen"]
 
 _RECEIVED_MAX = 10_000
 _MS = timedelta(milliseconds=1)
@@ -49,6 +50,19 @@ _MS = timedelta(milliseconds=1)
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _with_set_id(cda: bytes, set_id: str | None) -> bytes:
+    """The document with another ``setId/@extension`` (the 2024 samples' convention), else unchanged."""
+    if set_id is None:
+        return cda
+    from lxml import etree  # lazy: only for this convention
+
+    root = etree.fromstring(cda, parser=etree.XMLParser(resolve_entities=False, no_network=True))
+    element = root.find("{urn:hl7-org:v3}setId")
+    if element is not None:
+        element.set("extension", set_id)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
 @dataclass
@@ -62,6 +76,7 @@ class StoredDecision:
         version: version of both documents (CDA ``versionNumber``, ``meta.versionId``).
         last_updated: ``meta.lastUpdated`` of the decision DocumentReference.
         notified_to: FINESS EG of the establishments the decision is notified to.
+        set_id: ``setId/@extension`` of its CDAs when it is not the idNat_Decision (the 2024 samples' "01").
     """
 
     sim: SimulatedDecision
@@ -70,6 +85,7 @@ class StoredDecision:
     version: int
     last_updated: datetime
     notified_to: tuple[str, ...]
+    set_id: str | None = None
     _cda: dict[tuple[str, int], bytes] = field(default_factory=dict, repr=False)
 
     @property
@@ -86,14 +102,14 @@ class StoredDecision:
         """The current decision CDA (built once per version)."""
         key = ("decision", self.version)
         if key not in self._cda:
-            self._cda[key] = self.sim.decision_cda(version=self.version)
+            self._cda[key] = _with_set_id(self.sim.decision_cda(version=self.version), self.set_id)
         return self._cda[key]
 
     def evaluation_cda(self) -> bytes:
         """The current evaluation CDA (built once per version)."""
         key = ("evaluation", self.version)
         if key not in self._cda:
-            self._cda[key] = self.sim.evaluation_cda(version=self.version)
+            self._cda[key] = _with_set_id(self.sim.evaluation_cda(version=self.version), self.set_id)
         return self._cda[key]
 
 
@@ -350,7 +366,7 @@ class SimulatorState:
         decision = self.decisions.get(task.id_nat_decision)
         if decision is None or finess_eg not in decision.notified_to:
             return False
-        if task.origin == "mdph":
+        if task.origin in ("mdph", "vt-screen"):
             return task.finess_eg == finess_eg
         if task.finess_eg == finess_eg:
             return False  # never echo the caller's own posts

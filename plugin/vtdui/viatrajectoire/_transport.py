@@ -13,23 +13,51 @@ from datetime import UTC, datetime
 
 import httpx
 
-from vtdui.errors import AuthError, RetriableError, VtduiError
-from vtdui.viatrajectoire.trace import Exchange, ExchangeCallback, redact_headers, redact_token_body
+from vtdui.errors import AuthError, RemoteError, RetriableError, VtduiError
+from vtdui.viatrajectoire.trace import (
+    Exchange,
+    ExchangeCallback,
+    redact_headers,
+    redact_token_body,
+    redact_token_request,
+)
 
 log = logging.getLogger("vtdui.viatrajectoire")
+
+#: Largest answer read from ViaTrajectoire by default (after content decoding): a base64 CDA of 10 MiB
+#: with its DocumentReference around it fits; anything bigger is refused while it streams in.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+
+
+class ResponseTooLargeError(RemoteError):
+    """The answer is bigger than the cap: it was not read beyond the cap, the connection was closed."""
+
 
 #: TLS failures that mean "the connection dropped", not "the peer refused us".
 _TRANSIENT_TLS = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 
 def send(http: httpx.Client, request: httpx.Request, *, kind: str, finess_eg: str | None, attempt: int,
-         clock: Callable[[], float], on_exchange: ExchangeCallback | None) -> httpx.Response:
-    """Send ``request`` once, record an :class:`Exchange`, log one line; re-raise transport errors."""
+         clock: Callable[[], float], on_exchange: ExchangeCallback | None,
+         max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> httpx.Response:
+    """Send ``request`` once, record an :class:`Exchange`, log one line; re-raise transport errors.
+
+    The answer is streamed and read up to ``max_bytes`` (decoded): a bigger one is never held whole in
+    memory.
+
+    Raises:
+        ResponseTooLargeError: the answer exceeds ``max_bytes`` (declared or while reading it).
+        httpx.HTTPError: the transport failed.
+    """
     started_at = datetime.now(UTC)
     start = clock()
+    sent_body = redact_token_request(request.content) if kind == "token" else request.content
     try:
-        response = http.send(request)
-        response.read()
+        response = http.send(request, stream=True)
+        try:
+            _read_capped(response, max_bytes)
+        finally:
+            response.close()
     except httpx.HTTPError as exc:
         duration = clock() - start
         log.warning("%s %s failed after %.3fs: %s", request.method, request.url.path, duration,
@@ -37,7 +65,7 @@ def send(http: httpx.Client, request: httpx.Request, *, kind: str, finess_eg: st
         _notify(on_exchange, Exchange(
             kind=kind, method=request.method, url=str(request.url), finess_eg=finess_eg, attempt=attempt,
             started_at=started_at, duration=duration, status=None,
-            request_headers=redact_headers(request.headers), request_body=request.content,
+            request_headers=redact_headers(request.headers), request_body=sent_body,
             error=f"{type(exc).__name__}: {exc}",
         ))
         raise
@@ -50,10 +78,32 @@ def send(http: httpx.Client, request: httpx.Request, *, kind: str, finess_eg: st
     _notify(on_exchange, Exchange(
         kind=kind, method=request.method, url=str(request.url), finess_eg=finess_eg, attempt=attempt,
         started_at=started_at, duration=duration, status=response.status_code,
-        request_headers=redact_headers(request.headers), request_body=request.content,
+        request_headers=redact_headers(request.headers), request_body=sent_body,
         response_headers=redact_headers(response.headers), response_body=body,
     ))
     return response
+
+
+def _read_capped(response: httpx.Response, max_bytes: int) -> None:
+    """Read the streamed body into ``response`` unless it is larger than ``max_bytes``."""
+    what = f"{response.request.method} {response.request.url.path}"
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        log.warning("%s: answer of %s bytes refused (cap %d)", what, declared, max_bytes)
+        raise ResponseTooLargeError(f"{what}: the answer ({declared} bytes) is larger than the "
+                                    f"{max_bytes}-byte cap; not read", status=response.status_code)
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            chunks.clear()
+            log.warning("%s: answer over the %d-byte cap, connection closed", what, max_bytes)
+            raise ResponseTooLargeError(f"{what}: the answer is larger than the {max_bytes}-byte cap; "
+                                        "reading stopped", status=response.status_code)
+        chunks.append(chunk)
+    # joined once (not grown chunk by chunk): one copy of the body at most besides the chunks
+    response._content = b"".join(chunks)  # httpx keeps a read body here
 
 
 def _notify(callback: ExchangeCallback | None, exchange: Exchange) -> None:

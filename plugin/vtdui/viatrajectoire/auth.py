@@ -116,12 +116,17 @@ class TokenProvider:
     def _fetch(self, attempt: int) -> AccessToken:
         settings = self._settings
         what = f"token request for legal entity {self._finess_ej}"
-        request = self._http.build_request(
-            "POST", settings.token_url,
-            data={"grant_type": "client_credentials"},
-            headers={"Accept": "application/json", "Authorization": _basic(settings.client_id,
-                                                                           settings.client_secret)},
-        )
+        # The IG does not say how the real service wants the client credentials (HTTP Basic or the form
+        # body, RFC 6749 §2.3.1) nor whether it wants a scope: both are configuration.
+        form = {"grant_type": "client_credentials"}
+        headers = {"Accept": "application/json"}
+        if settings.token_auth == "form":  # noqa: S105 - a method name
+            form.update(client_id=settings.client_id, client_secret=settings.client_secret)
+        else:
+            headers["Authorization"] = _basic(settings.client_id, settings.client_secret)
+        if settings.token_scope:
+            form["scope"] = settings.token_scope
+        request = self._http.build_request("POST", settings.token_url, data=form, headers=headers)
         try:
             response = _transport.send(self._http, request, kind="token", finess_eg=None, attempt=attempt,
                                        clock=self._clock, on_exchange=self._on_exchange)
@@ -137,7 +142,10 @@ class TokenProvider:
             error = str(payload.get("error", "")) if payload else ""
             description = str(payload.get("error_description", "")) if payload else ""
             detail = f"{error}: {description}" if description else error or "no error code"
-            hint = " (check viatrajectoire.client_id and client_secret)" if error == "invalid_client" else ""
+            hint = {"invalid_client": " (check viatrajectoire.client_id and client_secret, and token_auth: "
+                                      "basic or form)",
+                    "invalid_scope": " (check viatrajectoire.token_scope)",
+                    "invalid_request": " (check viatrajectoire.token_auth and token_scope)"}.get(error, "")
             raise AuthError(f"{what} refused: HTTP {status} {detail}{hint}", status=status)
         if payload is None:
             raise RemoteError(f"{what}: the response is not a JSON object", status=status)

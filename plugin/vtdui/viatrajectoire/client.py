@@ -56,6 +56,7 @@ __all__ = [
     "ConsentRequiredError",
     "CreatedResource",
     "DeliveryUncertainError",
+    "ReadRefusedError",
     "SearchHit",
     "SearchResults",
     "ViaTrajectoireClient",
@@ -75,6 +76,13 @@ class ConsentRequiredError(AuthError):
     """Flux 3.1 answered 403: no consent (flux 2) registered for this decision and establishment.
 
     The IG leaves the refusal open (403 or an empty searchset); an empty searchset gives ``[]`` instead.
+    """
+
+
+class ReadRefusedError(RemoteError):
+    """Flux 1.3 answered 403 for one id: allowed by the IG (§3.2) for a decision not notified to this ESMS.
+
+    Not an :class:`AuthError`: the establishment's other reads go on; only this document is kept aside.
     """
 
 
@@ -174,7 +182,9 @@ def _query(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 def _token(value: str) -> str:
-    return quote(value, safe=":|")
+    r"""A token search value: FHIR escapes ``\``, ``|``, ``,`` and ``$`` with a backslash, then URL-encoding."""
+    escaped = "".join("\\" + c if c in "\\|,$" else c for c in value)
+    return quote(escaped, safe=":")
 
 
 class ViaTrajectoireClient:
@@ -277,7 +287,15 @@ class ViaTrajectoireClient:
             raise ValueError(f"not a FHIR logical id: {resource_id!r}")
         url = f"{self._base}/DocumentReference/{quote(resource_id, safe='')}"
         what = "flux 1.3 DocumentReference read"
-        resource = _json(self._call("GET", url, finess_eg, what), what)
+        try:
+            response = self._call("GET", url, finess_eg, what)
+        except AuthError as exc:
+            if exc.status == 403:
+                # IG §3.2: a read of an id not (or no longer) notified to this ESMS may be refused with 403
+                raise ReadRefusedError(f"{what}: HTTP 403 for this document (not notified to establishment "
+                                       f"{finess_eg[-9:]}?){_issues(exc)}", status=403, outcome=exc.outcome) from exc
+            raise
+        resource = _json(response, what)
         _expect_type(resource, "DocumentReference", what)
         return resource
 
@@ -435,7 +453,8 @@ class ViaTrajectoireClient:
                                                    content=body)
                 try:
                     response = _transport.send(self._http, request, kind="fhir", finess_eg=struct[1:], attempt=tries,
-                                               clock=self._clock, on_exchange=self._on_exchange)
+                                               clock=self._clock, on_exchange=self._on_exchange,
+                                               max_bytes=self.settings.max_response_bytes)
                 except httpx.HTTPError as exc:
                     failure = _transport.transport_failure(exc, label)
                     if isinstance(failure, RetriableError) and not safe and not _never_sent(exc):
@@ -530,6 +549,11 @@ def _outcome(response: httpx.Response) -> dict[str, Any] | None:
     if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome":
         return data
     return None
+
+
+def _issues(exc: RemoteError) -> str:
+    texts = [t for t in exc.issues() if t]
+    return (": " + "; ".join(texts)) if texts else ""
 
 
 def _issue_suffix(response: httpx.Response) -> str:

@@ -10,11 +10,12 @@ masked. Bodies do carry health data: whoever stores them must protect them like 
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-__all__ = ["REDACTED", "Exchange", "ExchangeCallback", "redact_headers", "redact_token_body"]
+__all__ = ["REDACTED", "Exchange", "ExchangeCallback", "redact_headers", "redact_token_body", "redact_token_request"]
 
 REDACTED = "***"
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
@@ -78,3 +79,9 @@ def redact_token_body(body: bytes) -> bytes:
         if name in data:
             data[name] = REDACTED
     return json.dumps(data).encode("utf-8")
+
+
+def redact_token_request(body: bytes) -> bytes:
+    """Mask the client secret of a token request sent with form-body credentials (``token_auth = "form"``)."""
+    pairs = urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return urllib.parse.urlencode([(k, REDACTED if k in _SECRET_FIELDS else v) for k, v in pairs]).encode("ascii")

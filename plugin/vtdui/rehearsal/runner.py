@@ -269,7 +269,9 @@ class Rehearsal:
             if sent_at is not None:
                 outcome.times["sent"] = sent_at
                 outcome.times["answered"] = sent_at + post.duration
-            outcome.exchanges.append({"label": "vtdui -> ViaTrajectoire", **redact_health(post.as_dict())})
+            outcome.exchanges.append({"label": "vtdui -> ViaTrajectoire", "method": post.method, "url": post.url,
+                                      "status": post.status, "started": sent_at, "duration": post.duration,
+                                      **redact_health(post.as_dict())})
         if item.state is ItemState.FAILED:
             rules = _rules_of(item.outcome) or [item.last_error or "refused"]
             outcome.checks.append({"check": "IG rules of the payload", "ok": False, "errors": rules})

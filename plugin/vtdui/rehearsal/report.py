@@ -52,7 +52,7 @@ def timeline_svg(step: StepResult) -> str:
         return ""
     origin = points[0][1]
     span = max(max(t for _, t in points) - origin, 0.001)
-    width, left, right = 640, 20, 100
+    width, left, right = 640, 50, 100
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="64" role="img" '
              f'aria-label="timeline">',
              f'<line x1="{left}" y1="32" x2="{width - right}" y2="32" stroke="#888" stroke-width="2"/>']

@@ -28,7 +28,7 @@ from vtdui.conformance import check_esms_consent, check_esms_task
 from vtdui.evidence import redact_health
 from vtdui.outbox import ItemState, OutboxItem
 from vtdui.rehearsal.actions import DuiScreen, SavedVersion
-from vtdui.rehearsal.scenarios import GiveConsent, RemoteEvent, Save, Scenario, Step, Worklist
+from vtdui.rehearsal.scenarios import GiveConsent, NothingSent, RemoteEvent, Save, Scenario, Step, Worklist
 from vtdui.runtime import Runtime
 
 __all__ = ["Rehearsal", "ScenarioResult", "StepResult", "status_key"]
@@ -155,6 +155,12 @@ class Rehearsal:
             response = httpx.post(f"{self.admin_url}/decisions", json={"notified_to": notified}, timeout=30)
             response.raise_for_status()
             decisions[scenario.name] = str(response.json()["decisions"][0]["id_nat_decision"])
+            if scenario.reprise:
+                statuses = [{"statut_esms": statut, **({"motif_esms": motif} if motif else {})}
+                            for statut, motif in scenario.reprise]
+                response = httpx.post(f"{self.admin_url}/decisions/{decisions[scenario.name]}/reprise",
+                                      json={"finess_eg": eg, "statuses": statuses}, timeout=30)
+                response.raise_for_status()
         self.progress(f"{len(decisions)} decisions notified by ViaTrajectoire; inbound cycle (flux 1, 3, 5)")
         self.runtime.sync.run_once()
         results = []
@@ -228,6 +234,15 @@ class Rehearsal:
             documents = self._wait(lambda: self._cycle_then(lambda: self.screen.evaluations(id_nat)),
                                    "the evaluation (flux 3) in HAPI after the consent")
             outcome.checks.append({"check": "evaluation (flux 3) in HAPI", "found": len(documents), "ok": True})
+        elif isinstance(step, NothingSent):
+            self.runtime.emitter.run_pending()
+            items = self.runtime.outbox.list(id_nat_decision=id_nat)
+            requests = httpx.get(f"{self.admin_url}/received", timeout=30).json()["requests"]
+            posted = [r for r in requests if r.get("method") == "POST" and id_nat in json.dumps(r.get("body"))]
+            outcome.checks.append({"check": "nothing queued by vtdui nor received by ViaTrajectoire",
+                                   "ok": not items and not posted, "queued": len(items), "received": len(posted)})
+            if items or posted:
+                raise StepFailedError(f"{len(items)} item(s) queued, {len(posted)} received by ViaTrajectoire")
         elif isinstance(step, RemoteEvent):
             self._remote(step, outcome, id_nat, eg)
 

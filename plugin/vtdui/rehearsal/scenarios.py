@@ -10,7 +10,11 @@ list of steps. A step is one thing a user or ViaTrajectoire does, with what must
   must receive the ESMSConsent, then the evaluation must reach HAPI;
 - :class:`RemoteEvent`: the MDPH or another establishment changes a status in ViaTrajectoire; the work list
   must show it after the next inbound cycle;
-- :class:`Worklist`: the work list must hold the decision in a given status.
+- :class:`Worklist`: the work list must hold the decision in a given status;
+- :class:`NothingSent`: ViaTrajectoire must have received nothing about the decision.
+
+A scenario with ``reprise`` statuses plays "mode reprise": before the first inbound cycle the decision is
+tagged for take-over in ViaTrajectoire with these statuses of the establishment, entered in its screens.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["NOT_ON_EMBEDDED", "SCENARIOS", "GiveConsent", "RemoteEvent", "Save", "Scenario", "Step", "Worklist",
-           "by_name"]
+__all__ = ["NOT_ON_EMBEDDED", "SCENARIOS", "GiveConsent", "NothingSent", "RemoteEvent", "Save", "Scenario", "Step",
+           "Worklist", "by_name"]
 
 Place = Literal["esat", "other"]
 
@@ -78,7 +82,14 @@ class Worklist:
         return f"work list: decision retrieved, status {self.statut}"
 
 
-Step = Save | GiveConsent | RemoteEvent | Worklist
+@dataclass(frozen=True)
+class NothingSent:
+    """ViaTrajectoire received nothing about the decision (what vtdui took over is not sent back)."""
+
+    label: str = "ViaTrajectoire received nothing back"
+
+
+Step = Save | GiveConsent | RemoteEvent | Worklist | NothingSent
 
 
 @dataclass(frozen=True)
@@ -92,11 +103,16 @@ class Scenario:
     #: the decision is also notified to the other establishment (a shared decision)
     shared: bool = False
     rem: str = ""
+    #: mode reprise: ``(statutESMS, motifESMS)`` entered in ViaTrajectoire's screens before the interoperability
+    reprise: tuple[tuple[str, str | None], ...] = ()
 
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("aptitude", "Aptitude: a decision retrieved and in the work list in status 39", "other",
              (Worklist("39"),), rem="flux 1"),
+    Scenario("aptitude-reprise", "Aptitude, mode reprise: the decision taken over in the status entered in "
+             "ViaTrajectoire (41 then 42), nothing sent back", "other", (Worklist("42"), NothingSent()),
+             rem="flux 1, flux 5", reprise=(("41", "152"), ("42", None))),
     Scenario("consent-evaluation", "Consent then evaluation", "other", (GiveConsent(),), rem="flux 2, flux 3"),
     Scenario("contact", "Contact made: 41 with its reason", "other", (Save("41", "152"),), rem="flux 4"),
     Scenario("waiting-list", "Waiting list: 42, unit 182", "esat", (Save("42", statut_unite="182"),),
@@ -118,10 +134,8 @@ SCENARIOS: tuple[Scenario, ...] = (
 #: Scenarios of the issue this version cannot play on the embedded default, with the reason (shown in the
 #: report as "not run", never as a pass).
 NOT_ON_EMBEDDED: dict[str, str] = {
-    "aptitude-reprise": "mode reprise needs sync.reprise set in the configuration and a decision tagged in "
-                        "ViaTrajectoire's screens; not yet played by the rehearsal",
-    "jdv-update": "a JDV (value set) update needs the terminology refresh of the DUI; not yet played by the "
-                  "rehearsal",
+    "jdv-update": "a JDV (value set) update comes from the terminology server (vtdui terminology update), not "
+                  "through a ViaTrajectoire flux; not played by the rehearsal in this version",
 }
 
 

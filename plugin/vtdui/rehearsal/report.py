@@ -139,7 +139,8 @@ def write_evidence(results: list[ScenarioResult], not_run: dict[str, str], direc
     for result in results:
         for index, step in enumerate(result.steps, 1):
             if step.payload is not None and step.payload_kind:
-                _write(payloads / f"{result.name}-{index}-{step.payload_kind}.json", _json(step.payload) + "\n")
+                _write(payloads / f"{result.name}-{index}-{step.payload_kind}.json",
+                       _json(redact_health(step.payload)) + "\n")
         _write(traces / f"{result.name}.trace.json", _json(redact_health(asdict(result))) + "\n")
     summary = {"scenarios": [{"name": r.name, "verdict": r.verdict, "seconds": round(r.seconds, 2),
                               "failing_step": r.failing.label if r.failing else None,

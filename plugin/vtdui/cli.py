@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "outbox": "vtdui.commands.outbox:outbox",
     "quarantine": "vtdui.commands.quarantine:quarantine",
     "evidence": "vtdui.commands.evidence:evidence",
+    "rehearse": "vtdui.commands.rehearse:rehearse",
     "db": "vtdui.commands.db:db",
 }
 

@@ -1,0 +1,104 @@
+"""``vtdui rehearse``: the ViaTrajectoire scenarios of the referencing on the embedded default, with evidence.
+
+Starts a local HAPI server (the launcher, as ``vtdui demo``) and the ViaTrajectoire simulator, runs vtdui's
+receiver with its Subscriptions in HAPI, plays the scenarios as a DUI does and writes the evidence in
+``--dir``. Exit 1 when a scenario fails, naming the step and the rule broken.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from vtdui import hapi_server
+from vtdui.config import load_config
+from vtdui.errors import VtduiError
+from vtdui.logs import setup_logging
+
+if TYPE_CHECKING:
+    from vtdui.rehearsal.runner import ScenarioResult
+    from vtdui.rehearsal.scenarios import Scenario
+
+__all__ = ["rehearse"]
+
+
+@click.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("vtdui-rehearsal"),
+              show_default=True, help="Where the evidence (report.html, payloads/, traces/) and the run data go.")
+@click.option("--only", "only", multiple=True, metavar="NAME", help="Play only this scenario (repeatable).")
+@click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
+@click.option("--memory", default="1g", show_default=True, help="HAPI maximum Java heap.")
+def rehearse(directory: Path, only: tuple[str, ...], list_only: bool, memory: str) -> None:
+    """Play the ViaTrajectoire referencing scenarios as a DUI does and write the evidence to hand in."""
+    from vtdui.rehearsal.scenarios import NOT_ON_EMBEDDED, SCENARIOS, by_name
+
+    if list_only:
+        for scenario in SCENARIOS:
+            click.echo(f"{scenario.name:20} {scenario.title}")
+        for name, reason in NOT_ON_EMBEDDED.items():
+            click.echo(f"{name:20} not run: {reason}")
+        return
+    try:
+        scenarios = by_name(list(only))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    not_run = {n: r for n, r in NOT_ON_EMBEDDED.items() if not only or n in only}
+    setup_logging("WARNING", "text")
+    directory = directory.resolve()
+    run_dir = directory / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results = _run_embedded(run_dir, scenarios, memory)
+
+    from vtdui.rehearsal.report import write_evidence
+
+    report = write_evidence(results, not_run, directory)
+    click.echo(f"report: {report}")
+    failed = [r for r in results if r.verdict != "pass"]
+    click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed, {len(not_run)} not run")
+    if failed:
+        lines = []
+        for result in failed:
+            step = result.failing
+            lines.append(f"{result.name}: step '{step.label if step else '?'}': "
+                         f"{step.failure if step else 'failed'}" +
+                         (f" [rule {step.rule}]" if step and step.rule else ""))
+        raise click.ClickException("scenario(s) failed:\n  " + "\n  ".join(lines))
+
+
+def _run_embedded(run_dir: Path, scenarios: list[Scenario], memory: str) -> list[ScenarioResult]:
+    """Start HAPI and the simulator in ``run_dir``, run vtdui's receiver, play ``scenarios``, stop both."""
+    from vtdui.commands.demo import _receiver
+    from vtdui.rehearsal.runner import Rehearsal
+    from vtdui.runtime import Runtime
+    from vtdui.simulator.server import start_simulator
+
+    hapi_run = run_dir / "hapi-run"
+    port = hapi_server.free_port()
+    click.echo("starting the local HAPI FHIR server (about a minute)")
+    try:
+        info = hapi_server.start(port, data_dir=run_dir / "hapi-db", memory=memory, state_dir=hapi_run)
+    except VtduiError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sim = None
+    try:
+        sim = start_simulator(run_dir / "simulator", seed=1, n_decisions=1, port=0, admin_port=0,
+                              hapi_base_url=info.base_url)
+        env = {"FHIR_BASE_URL": info.base_url}
+        if os.environ.get("VTDUI_HOOKS_DIR"):
+            env["VTDUI_HOOKS_DIR"] = os.environ["VTDUI_HOOKS_DIR"]
+        config = load_config(sim.config_path, env=env)
+        from rich.console import Console
+
+        with Runtime(config) as runtime, _receiver(runtime, Console()):
+            rehearsal = Rehearsal(runtime, sim.admin_url, progress=click.echo)
+            try:
+                return rehearsal.run(scenarios)
+            finally:
+                rehearsal.close()
+    finally:
+        if sim is not None:
+            sim.stop()
+        hapi_server.stop(state_dir=hapi_run)

@@ -1,0 +1,364 @@
+"""Play the rehearsal's scenarios on a running DUI (HAPI + vtdui) and ViaTrajectoire (the simulator).
+
+The runner has three roles, kept apart:
+
+- the DUI user: :class:`~vtdui.rehearsal.actions.DuiScreen` (plain FHIR on HAPI, never a call into vtdui);
+- vtdui itself, as ``vtdui run`` would run it: its receiver gets HAPI's Subscription deliveries (started by
+  the command), the runner turns the outbox worker (``emitter.run_pending``) and the inbound cycle;
+- the witness: what ViaTrajectoire received (the simulator's admin API), the outbox item and its HTTP
+  exchanges, each payload checked against the IG rules (vtdui's conformance checker), the work list
+  before and after.
+
+A step that does not get what it must fails with the step and, when a rule is broken, the rule named.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from vtdui import sdo
+from vtdui.conformance import check_esms_consent, check_esms_task
+from vtdui.evidence import redact_health
+from vtdui.outbox import ItemState, OutboxItem
+from vtdui.rehearsal.actions import DuiScreen, SavedVersion
+from vtdui.rehearsal.scenarios import GiveConsent, NothingSent, RemoteEvent, Save, Scenario, Step, Worklist
+from vtdui.runtime import Runtime
+
+__all__ = ["Rehearsal", "ScenarioResult", "StepResult", "status_key"]
+
+#: Seconds a step waits for HAPI's delivery and ViaTrajectoire's answer (or for the evaluation).
+STEP_TIMEOUT = 90.0
+
+
+def _codes(concept: Any) -> list[str]:
+    return [str(c.get("code")) for c in (concept or {}).get("coding", []) if c.get("code")]
+
+
+def _inputs(task: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in task.get("input", []):
+        type_ = item.get("type") or {}
+        name = next(iter(_codes(type_)), type_.get("text"))
+        for key, value in item.items():
+            if key.startswith("value"):
+                if key == "valueCodeableConcept":
+                    out[str(name)] = next(iter(_codes(value)), None)
+                else:
+                    out[str(name)] = value.get("value") if isinstance(value, dict) else value
+    return out
+
+
+def status_key(task: dict[str, Any]) -> tuple[str | None, str | None, str | None, str | None]:
+    """``(statutESMS, motifESMS, statutUnite, motifUnite)`` of an ESMSTask."""
+    values = _inputs(task)
+    return (values.get(sdo.STATUT_ESMS), values.get(sdo.MOTIF_ESMS), values.get(sdo.STATUT_UNITE),
+            values.get(sdo.MOTIF_UNITE))
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass
+class StepResult:
+    """What one step did and what was checked."""
+
+    label: str
+    ok: bool = False
+    failure: str | None = None
+    rule: str | None = None
+    #: epoch seconds of the timeline's points: save, queued (vtdui), sent (to ViaTrajectoire), answered
+    times: dict[str, float] = field(default_factory=dict)
+    exchanges: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    payload: dict[str, Any] | None = None
+    payload_kind: str | None = None
+
+
+@dataclass
+class ScenarioResult:
+    """One scenario's verdict (``pass``, ``fail`` or ``not run``) and evidence."""
+
+    name: str
+    title: str
+    verdict: str
+    reason: str | None = None
+    id_nat: str | None = None
+    finess_eg: str | None = None
+    steps: list[StepResult] = field(default_factory=list)
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    @property
+    def failing(self) -> StepResult | None:
+        """The step that failed, if any."""
+        return next((s for s in self.steps if not s.ok), None)
+
+
+class StepFailedError(Exception):
+    """A step did not get what it must (``rule``: the IG rule broken, when one is)."""
+
+    def __init__(self, message: str, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+def _rules_of(outcome: dict[str, Any] | None) -> list[str]:
+    texts = []
+    for issue in (outcome or {}).get("issue", []):
+        if issue.get("severity") in ("error", "fatal"):
+            texts.append(str((issue.get("details") or {}).get("text") or issue.get("diagnostics") or ""))
+    return texts
+
+
+class Rehearsal:
+    """The scenarios on one DUI (``runtime``, its HAPI) and one simulated ViaTrajectoire (``admin_url``)."""
+
+    def __init__(self, runtime: Runtime, admin_url: str, *, progress: Callable[[str], None] = print) -> None:
+        """Read the establishments from the simulator and open the DUI screen on HAPI."""
+        self.runtime = runtime
+        self.admin_url = admin_url.rstrip("/")
+        self.progress = progress
+        self.screen = DuiScreen(runtime.config.hapi.base_url)
+        info = httpx.get(f"{self.admin_url}/info", timeout=30).json()
+        establishments = info["legal_entities"][0]["establishments"]
+        esat = next(e for e in establishments if e["is_esat"] and e["units"])
+        other = next(e for e in establishments if e["finess_eg"] != esat["finess_eg"])
+        self.places = {"esat": str(esat["finess_eg"]), "other": str(other["finess_eg"])}
+        self.unit = str(esat["units"][0]["id_unite"])
+
+    def close(self) -> None:
+        """Close the DUI screen's client."""
+        self.screen.close()
+
+    # -- the whole run ---------------------------------------------------------------------------------
+
+    def run(self, scenarios: list[Scenario]) -> list[ScenarioResult]:
+        """Create each scenario's decision, run one inbound cycle, then play the scenarios in order."""
+        decisions: dict[str, str] = {}
+        for scenario in scenarios:
+            eg = self.places[scenario.place]
+            notified = [eg] + ([self.places["esat"]] if scenario.shared else [])
+            response = httpx.post(f"{self.admin_url}/decisions", json={"notified_to": notified}, timeout=30)
+            response.raise_for_status()
+            decisions[scenario.name] = str(response.json()["decisions"][0]["id_nat_decision"])
+            if scenario.reprise:
+                statuses = [{"statut_esms": statut, **({"motif_esms": motif} if motif else {})}
+                            for statut, motif in scenario.reprise]
+                response = httpx.post(f"{self.admin_url}/decisions/{decisions[scenario.name]}/reprise",
+                                      json={"finess_eg": eg, "statuses": statuses}, timeout=30)
+                response.raise_for_status()
+        self.progress(f"{len(decisions)} decisions notified by ViaTrajectoire; inbound cycle (flux 1, 3, 5)")
+        self.runtime.sync.run_once()
+        results = []
+        for index, scenario in enumerate(scenarios, 1):
+            self.progress(f"[{index}/{len(scenarios)}] {scenario.name}: {scenario.title}")
+            result = self.play(scenario, decisions[scenario.name])
+            step = result.failing
+            self.progress(f"    {result.verdict.upper()} ({result.seconds:.1f} s)" +
+                          (f": step '{step.label}': {step.failure}" if step else ""))
+            results.append(result)
+        return results
+
+    def play(self, scenario: Scenario, id_nat: str) -> ScenarioResult:
+        """Play one scenario on its decision; its first failing step ends it."""
+        eg = self.places[scenario.place]
+        started = time.monotonic()
+        result = ScenarioResult(scenario.name, scenario.title, "pass", id_nat=id_nat, finess_eg=eg)
+        result.before = self.screen.worklist_item(id_nat, eg)
+        for step in scenario.steps:
+            outcome = StepResult(step.label)
+            result.steps.append(outcome)
+            try:
+                self._step(step, outcome, id_nat, eg)
+                outcome.ok = True
+            except StepFailedError as exc:
+                outcome.failure, outcome.rule = str(exc), exc.rule
+            except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
+                outcome.failure = f"{type(exc).__name__}: {exc}"
+            if not outcome.ok:
+                result.verdict = "fail"
+                break
+        result.after = self.screen.worklist_item(id_nat, eg)
+        result.seconds = time.monotonic() - started
+        return result
+
+    # -- steps -----------------------------------------------------------------------------------------
+
+    def _item(self, id_nat: str, eg: str) -> dict[str, Any]:
+        task = self.screen.worklist_item(id_nat, eg)
+        if task is None:
+            raise StepFailedError(f"decision {id_nat} is not in the work list of {eg}")
+        return task
+
+    def _step(self, step: Step, outcome: StepResult, id_nat: str, eg: str) -> None:
+        if isinstance(step, Worklist):
+            codes = _codes(self._item(id_nat, eg).get("businessStatus"))
+            outcome.checks.append({"check": f"work-list status {step.statut}", "found": codes,
+                                   "ok": step.statut in codes})
+            if step.statut not in codes:
+                raise StepFailedError(f"the work list shows status {codes or 'none'}, expected {step.statut}")
+        elif isinstance(step, Save):
+            task = self._item(id_nat, eg)
+            saved = self.screen.save_status(task, statut=step.statut, motif=step.motif,
+                                            statut_unite=step.statut_unite, motif_unite=step.motif_unite,
+                                            id_unite=self.unit if step.statut_unite else None)
+            sent = self._delivered(saved, outcome, "esms-task", eg)
+            expected = (step.statut, step.motif, step.statut_unite, step.motif_unite)
+            found = status_key(sent)
+            outcome.checks.append({"check": "statuses received by ViaTrajectoire", "expected": list(expected),
+                                   "found": list(found), "ok": found == expected})
+            if found != expected:
+                raise StepFailedError(f"ViaTrajectoire received {found}, expected {expected}")
+            self._received(id_nat, "Task", outcome, lambda body: status_key(body) == expected)
+        elif isinstance(step, GiveConsent):
+            if self.screen.evaluations(id_nat):
+                raise StepFailedError("HAPI already holds the evaluation before the consent: the step would prove "
+                                      "nothing (ViaTrajectoire serves evaluations without consent?)")
+            saved = self.screen.give_consent(self._item(id_nat, eg), eg)
+            self._delivered(saved, outcome, "esms-consent", eg)
+            self._received(id_nat, "Consent", outcome, lambda body: True)
+            documents = self._wait(lambda: self._cycle_then(lambda: self.screen.evaluations(id_nat)),
+                                   "the evaluation (flux 3) in HAPI after the consent")
+            outcome.checks.append({"check": "evaluation (flux 3) in HAPI", "found": len(documents), "ok": True})
+        elif isinstance(step, NothingSent):
+            self.runtime.emitter.run_pending()
+            items = self.runtime.outbox.list(id_nat_decision=id_nat)
+            requests = httpx.get(f"{self.admin_url}/received", timeout=30).json()["requests"]
+            posted = [r for r in requests if r.get("method") == "POST" and id_nat in json.dumps(r.get("body"))]
+            outcome.checks.append({"check": "nothing queued by vtdui nor received by ViaTrajectoire",
+                                   "ok": not items and not posted, "queued": len(items), "received": len(posted)})
+            if items or posted:
+                raise StepFailedError(f"{len(items)} item(s) queued, {len(posted)} received by ViaTrajectoire")
+        elif isinstance(step, RemoteEvent):
+            self._remote(step, outcome, id_nat, eg)
+
+    def _cycle_then(self, probe: Callable[[], Any]) -> Any:
+        self.runtime.sync.run_once()
+        return probe()
+
+    def _wait(self, probe: Callable[[], Any], what: str, timeout: float = STEP_TIMEOUT) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = probe()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise StepFailedError(f"gave up waiting {timeout:.0f} s for {what}")
+            time.sleep(0.1)
+
+    def _delivered(self, saved: SavedVersion, outcome: StepResult, kind: str, eg: str) -> dict[str, Any]:
+        """Wait for HAPI's delivery and vtdui's send of ``saved``; check the payload; return the body sent."""
+        outcome.times["save"] = saved.started
+        outcome.exchanges.append({"label": "DUI save", "method": saved.method, "url": saved.url,
+                                  "status": saved.status, "started": saved.started, "duration": saved.duration,
+                                  "request": redact_health(saved.resource)})
+        outbox = self.runtime.outbox
+
+        def settled() -> OutboxItem | None:
+            self.runtime.emitter.run_pending()
+            item = outbox.backend.get_by_key(saved.key)
+            return item if item is not None and item.state in (ItemState.SENT, ItemState.FAILED) else None
+
+        item: OutboxItem = self._wait(settled, f"HAPI's delivery of {saved.key} and vtdui's send")
+        queued = _epoch(item.first_enqueued_at.isoformat())
+        if queued is not None:
+            outcome.times["queued"] = queued
+        exchanges = self.runtime.exchanges.for_item(item.id)
+        post = next((e for e in reversed(exchanges) if e.method == "POST"), None)
+        if post is not None:
+            sent_at = _epoch(post.started_at)
+            if sent_at is not None:
+                outcome.times["sent"] = sent_at
+                outcome.times["answered"] = sent_at + post.duration
+            outcome.exchanges.append({"label": "vtdui -> ViaTrajectoire", "method": post.method, "url": post.url,
+                                      "status": post.status, "started": sent_at, "duration": post.duration,
+                                      **redact_health(post.as_dict())})
+        if item.state is ItemState.FAILED:
+            rules = _rules_of(item.outcome) or [item.last_error or "refused"]
+            outcome.checks.append({"check": "IG rules of the payload", "ok": False, "errors": rules})
+            raise StepFailedError(f"vtdui did not send it: {rules[0]}", rule=rules[0].split(":", 1)[0])
+        body: dict[str, Any] = item.payload
+        if post is not None and post.request_body:
+            body = json.loads(post.request_body)
+        violations = (check_esms_task(body, expected_struct="1" + eg) if kind == "esms-task"
+                      else check_esms_consent(body))
+        errors = [f"{v.rule}: {v.message}" for v in violations if v.severity == "error"]
+        outcome.checks.append({"check": "IG rules of the payload (vtdui's conformance checker)", "ok": not errors,
+                               "errors": errors,
+                               "warnings": [f"{v.rule}: {v.message}" for v in violations if v.severity != "error"]})
+        outcome.payload, outcome.payload_kind = redact_health(body), kind
+        if errors:
+            raise StepFailedError(f"the payload breaks {errors[0]}", rule=errors[0].split(":", 1)[0])
+        return body
+
+    def _received(self, id_nat: str, resource_type: str, outcome: StepResult,
+                  matches: Callable[[dict[str, Any]], bool]) -> None:
+        """Check ViaTrajectoire holds an accepted POST of ``resource_type`` about ``id_nat`` matching."""
+        requests = httpx.get(f"{self.admin_url}/received", timeout=30).json()["requests"]
+        found = [r for r in requests if r.get("method") == "POST" and str(r.get("path", "")).endswith(
+            "/" + resource_type) and id_nat in json.dumps(r.get("body")) and matches(r.get("body") or {})]
+        ok = bool(found) and found[-1].get("status") == 201
+        errors = [v for v in (found[-1].get("validation", []) if found else []) if v.get("severity") == "error"]
+        outcome.checks.append({"check": f"{resource_type} received and accepted by ViaTrajectoire",
+                               "ok": ok and not errors, "found": found[-1].get("status") if found else None,
+                               "errors": [f"{e.get('rule')}: {e.get('message')}" for e in errors]})
+        if not ok:
+            raise StepFailedError(f"ViaTrajectoire holds no accepted {resource_type} for {id_nat}")
+        if errors:
+            raise StepFailedError(f"ViaTrajectoire's check: {errors[0].get('rule')}", rule=str(errors[0].get("rule")))
+
+    def _remote(self, step: RemoteEvent, outcome: StepResult, id_nat: str, eg: str) -> None:
+        reporter = eg if step.source == "mdph" else self.places["esat"]
+        body = {"id_nat_decision": id_nat, "source": step.source, "finess_eg": reporter, "statut_esms": step.statut}
+        if step.motif:
+            body["motif_esms"] = step.motif
+        started = time.time()
+        response = httpx.post(f"{self.admin_url}/events", json=body, timeout=30)
+        outcome.times["save"] = started
+        outcome.exchanges.append({"label": "ViaTrajectoire event (simulator admin)", "method": "POST",
+                                  "url": f"{self.admin_url}/events", "status": response.status_code,
+                                  "started": started, "duration": time.time() - started, "request": body})
+        if response.status_code != 201:
+            raise StepFailedError(f"the simulator refused the event: HTTP {response.status_code}")
+        cycle = time.time()
+        self.runtime.sync.run_once()
+        outcome.times["sent"], outcome.times["answered"] = cycle, time.time()
+        task = self._item(id_nat, eg)
+        if step.source == "mdph":
+            codes = _codes(task.get("businessStatus"))
+            ok = step.statut in codes
+            outcome.checks.append({"check": f"work-list status {step.statut} after flux 5", "found": codes, "ok": ok})
+            if not ok:
+                raise StepFailedError(f"the work list shows {codes or 'no status'}, expected {step.statut}")
+            return
+        seen = [self._flat(ext) for ext in task.get("extension", [])]
+        ok = any(s.get("idNat_Struct") == "1" + reporter and s.get("statutESMS") == step.statut for s in seen)
+        outcome.checks.append({"check": f"status {step.statut} of establishment {reporter} on the work-list item",
+                               "found": seen, "ok": ok})
+        if not ok:
+            raise StepFailedError(f"the work-list item does not show {reporter}'s status {step.statut}")
+
+    @staticmethod
+    def _flat(extension: dict[str, Any]) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        for part in extension.get("extension", []) if isinstance(extension, dict) else []:
+            for key, value in part.items():
+                if key == "valueCoding":
+                    record[str(part.get("url"))] = value.get("code")
+                elif key.startswith("value"):
+                    record[str(part.get("url"))] = value.get("value") if isinstance(value, dict) else value
+        return record

@@ -1,0 +1,65 @@
+"""The rehearsal's evidence writer and scenario selection, on results built by hand (no server needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vtdui.rehearsal.report import render_html, timeline_svg, write_evidence
+from vtdui.rehearsal.runner import ScenarioResult, StepResult
+from vtdui.rehearsal.scenarios import NOT_ON_EMBEDDED, SCENARIOS, by_name
+
+NIR = "1 84 12 75 123 456 78"
+
+
+def _results() -> list[ScenarioResult]:
+    ok = StepResult("DUI save: status 41 reason 152", ok=True, times={"save": 100.0, "queued": 100.2, "sent": 100.3,
+                                                                       "answered": 100.35},
+                    payload={"resourceType": "Task", "description": f"<script>alert(1)</script> NIR {NIR}"},
+                    payload_kind="esms-task",
+                    exchanges=[{"label": "DUI save", "method": "PUT", "url": "http://h/Task/<script>x", "status": 200,
+                                "duration": 0.01}])
+    bad = StepResult("DUI save: status 44, unit 181 reason 84", failure="vtdui did not send it: regle-StatutUnite: x",
+                     rule="regle-StatutUnite")
+    task = {"resourceType": "Task", "id": "t1", "meta": {"versionId": "2"}, "note": [{"text": f"appel {NIR}"}],
+            "businessStatus": {"coding": [{"code": "41"}]}}
+    return [ScenarioResult("contact", "Contact", "pass", id_nat="D1", finess_eg="E1", steps=[ok], before=task,
+                           after=task),
+            ScenarioResult("esat-trial", "Trial", "fail", id_nat="D2", finess_eg="E2", steps=[bad])]
+
+
+def test_the_report_escapes_payload_text_and_names_the_broken_rule() -> None:
+    html = render_html(_results(), {"jdv-update": "reason <b>"}, "title")
+    assert "<script" not in html and "/Task/&lt;script&gt;x" in html
+    assert NIR not in html and "reason &lt;b&gt;" in html
+    assert "(rule regle-StatutUnite)" in html
+    assert '<span class="verdict fail">FAIL</span>' in html and '<span class="verdict notrun">NOT RUN</span>' in html
+
+
+def test_the_timeline_places_the_four_points_in_milliseconds() -> None:
+    svg = timeline_svg(_results()[0].steps[0])
+    assert svg.count("<circle") == 4
+    assert "+0 ms" in svg and "+350 ms" in svg
+    assert timeline_svg(StepResult("no times")) == ""
+
+
+def test_evidence_files_are_redacted_and_private(tmp_path: Path) -> None:
+    report = write_evidence(_results(), dict(NOT_ON_EMBEDDED), tmp_path)
+    payload = (tmp_path / "payloads" / "contact-1-esms-task.json").read_text()
+    assert NIR not in payload and "alert" not in payload
+    trace = (tmp_path / "traces" / "contact.trace.json").read_text()
+    assert NIR not in trace
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["name"], r["verdict"], r["rule"]) for r in results["scenarios"]] == [
+        ("contact", "pass", None), ("esat-trial", "fail", "regle-StatutUnite")]
+    for path in (report, tmp_path / "results.json", tmp_path / "payloads" / "contact-1-esms-task.json"):
+        assert path.stat().st_mode & 0o077 == 0
+
+
+def test_scenarios_are_selected_by_name_in_their_order() -> None:
+    assert [s.name for s in by_name([])] == [s.name for s in SCENARIOS]
+    assert [s.name for s in by_name(["exit", "contact"])] == ["contact", "exit"]
+    with pytest.raises(ValueError, match="unknown scenario"):
+        by_name(["nope"])

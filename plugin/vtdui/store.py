@@ -27,7 +27,7 @@ from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import BaseFHIRError, OperationOutcome, ResourceNotFound
 
 from vtdui import sdo
-from vtdui.changes import own_request_id, request_id_kept, stamp_own_write
+from vtdui.changes import OWN_REQUEST_PREFIX, own_request_id, request_id_kept, stamp_own_write
 from vtdui.errors import HapiError, RetriableError
 from vtdui.mapping import systems, worklist
 
@@ -160,16 +160,26 @@ class HapiStore:
                         "vtdui's meta is not sent; set it to SOURCE_URI_AND_REQUEST_ID", self.base_url)
 
     def check_request_ids(self, resource_type: str, resource_id: str) -> bool | None:
-        """Tell whether HAPI stores vtdui's request ids in ``meta.source``, from a resource vtdui last wrote.
+        """Tell whether HAPI stores vtdui's request ids in ``meta.source``, from a resource vtdui wrote.
 
-        Reads the resource (e.g. a Subscription ``vtdui setup`` installed) and judges its stored source
-        (:func:`vtdui.changes.request_id_kept`); logs the warning of :attr:`request_ids_kept` when not.
-        ``None`` when it cannot tell (the resource is gone, or another client saved it last).
+        Looks at every stored version of the resource (e.g. a Subscription ``vtdui setup`` installed; HAPI's
+        own later versions, such as its activation of a Subscription, carry no request id): ``True`` when
+        one holds a request id of vtdui's, ``False`` (with the warning of :attr:`request_ids_kept`) when
+        none holds any request id, ``None`` when it cannot tell (gone, or only other clients' requests).
         """
-        resource = self.read(resource_type, resource_id)
+        try:
+            versions = self.history(resource_type, resource_id)
+        except HapiError as exc:
+            if exc.status in (404, 410):
+                return None
+            raise
         self.request_ids_kept = None
-        if resource is not None:
-            self._observe_source(resource, own_request_id())
+        sources = [(v.get("meta") or {}).get("source") for v in versions]
+        fragments = [s.partition("#")[2] for s in sources if isinstance(s, str) and "#" in s]
+        if any(f.startswith(OWN_REQUEST_PREFIX) for f in fragments):
+            self.request_ids_kept = True
+        elif versions and not fragments:
+            self._observe_source({"meta": {"source": sources[0]}}, own_request_id())
         return self.request_ids_kept
 
     def transaction(self, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -7,10 +7,13 @@ Rules:
 
 * a version written by the plugin itself (a flux 1 notification, a flux 5 status, a note explaining a
   refused emission) is never emitted, so nothing echoes back to ViaTrajectoire. It is recognised by
-  its ``meta.source``: :data:`vtdui.sdo.PLUGIN_SOURCE` with a mark of the version's status fields
-  (:func:`own_write_source`, stamped by :class:`vtdui.store.HapiStore` on every write), so that a DUI
-  screen's save that kept the ``meta`` of the plugin's version (GET, change the status, PUT) no longer
-  matches its mark and is a user change;
+  its ``meta.source`` as HAPI stored it (:func:`is_own_write`): HAPI replaces the fragment of the source
+  URI with the id of the request that saved the version, and :class:`vtdui.store.HapiStore` sends every
+  write with a request id of its own (:func:`own_request_id`, ``X-Request-ID``). A DUI screen's save that
+  kept the ``meta`` of the plugin's version (GET, change the status, PUT) gets the id of its own request:
+  a user change, even when it returns the Task to the very status vtdui wrote. The source also carries a
+  mark of the version's status fields (:func:`own_write_source`): the fallback on a HAPI that does not
+  store request ids (see :func:`request_id_kept`);
 * only the fields flux 4 carries count: ESMS status, reason and date; unit status, reason, date and
   unit. Any other edit of the work-list Task (a note, an assignee) emits nothing;
 * one version gives at most one :class:`~vtdui.hookcontext.StatusChange`: when the ESMS and the unit
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -42,6 +46,7 @@ from vtdui.builders import consent_decision_reference
 from vtdui.hookcontext import StatusChange
 
 __all__ = [
+    "OWN_REQUEST_PREFIX",
     "ConsentEvent",
     "WorklistStatus",
     "change_from_dict",
@@ -49,9 +54,11 @@ __all__ = [
     "consent_event",
     "detect_changes",
     "is_own_write",
+    "own_request_id",
     "own_write_source",
     "read_worklist_status",
     "reference_of",
+    "request_id_kept",
     "stamp_own_write",
     "status_date",
     "version_of",
@@ -62,6 +69,10 @@ __all__ = [
 _ESMS_FIELDS = ("statut_esms", "motif_esms", "date_statut_esms")
 #: Fields that make the unit part.
 _UNIT_FIELDS = ("statut_unite", "motif_unite", "date_statut_unite", "id_unite")
+#: Start of the request ids vtdui sends with its writes (HAPI's own ids are letters and digits only).
+OWN_REQUEST_PREFIX = "vtdui-"
+#: HAPI keeps the first 16 characters of a request id in ``meta.source``: vtdui's ids are exactly that long.
+_REQUEST_ID_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -90,12 +101,40 @@ def _fingerprint(resource: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:16]
 
 
+def own_request_id() -> str:
+    """A fresh ``X-Request-ID`` for one write of vtdui: :data:`OWN_REQUEST_PREFIX` and random hex, 16 characters.
+
+    HAPI stores it as the fragment of the saved versions' ``meta.source`` (it keeps 16 characters; HAPI's
+    own ids have no ``-``). A client's later save of the same resource gets the id of its own request, so
+    the mark cannot be carried over by copying the ``meta`` read from HAPI.
+    """
+    return OWN_REQUEST_PREFIX + secrets.token_hex((_REQUEST_ID_LENGTH - len(OWN_REQUEST_PREFIX)) // 2)
+
+
+def request_id_kept(stored_source: object, request_id: str) -> bool | None:
+    """Tell, from the ``meta.source`` HAPI answered a write with, whether HAPI stores request ids there.
+
+    ``True`` when its fragment is ``request_id`` (or another of vtdui's: HAPI answers an update that
+    changed nothing with the version it already held). ``False`` when there is no fragment: a HAPI
+    configured to keep the source URI only (``store_meta_source_information = SOURCE_URI``), where vtdui
+    can tell its own versions by the mark of their content only (:func:`own_write_source`), which a DUI
+    save returning a Task to the status vtdui wrote, with vtdui's ``meta`` kept, matches. ``None`` when
+    it cannot tell (the unchanged version of another client's request).
+    """
+    if not isinstance(stored_source, str) or "#" not in stored_source:
+        return False
+    fragment = stored_source.partition("#")[2]
+    if fragment == request_id[:_REQUEST_ID_LENGTH] or fragment.startswith(OWN_REQUEST_PREFIX):
+        return True
+    return None
+
+
 def own_write_source(resource: Mapping[str, Any]) -> str:
     """``meta.source`` for a resource vtdui writes: :data:`~vtdui.sdo.PLUGIN_SOURCE` and the mark of its content.
 
     The mark is a digest of the fields that decide what a version reports (the flux 4 fields of a work-list
-    Task; the status of anything else). A DUI screen that GETs the Task, changes its status and PUTs it back
-    with the ``meta`` it came with carries a mark that no longer matches: its save is a user change.
+    Task; the status of anything else). It is the fallback for a HAPI that does not store request ids (see
+    :func:`is_own_write`): a save that kept vtdui's ``meta`` and changed the status no longer matches it.
     """
     return f"{sdo.PLUGIN_SOURCE}:{_fingerprint(resource)}"
 
@@ -113,20 +152,25 @@ def stamp_own_write(resource: Mapping[str, Any]) -> dict[str, Any]:
 def is_own_write(resource: Mapping[str, Any] | None) -> bool:
     """Tell whether a resource version was written by the plugin.
 
-    Its ``meta.source`` is the plugin's with a mark matching the version's own content (HAPI may append
-    ``#<request id>``). A version whose mark does not match is a client's save that kept the ``meta`` of a
-    version vtdui wrote (GET, change, PUT): a user change. The bare plugin source, without a mark (versions
-    written before marks existed, or by a tool stamping the plugin's source by hand), still counts as the plugin's.
+    Its ``meta.source`` as HAPI stored it is :data:`~vtdui.sdo.PLUGIN_SOURCE`, and:
+
+    * its fragment (the id of the request that saved the version) is one of vtdui's
+      (:data:`OWN_REQUEST_PREFIX`); any other fragment is the id HAPI gave a client's request: a DUI
+      save that kept the ``meta`` of vtdui's version is a user change, whatever status it returns to;
+    * its content mark, when it has one, matches the version's content. This alone decides on a HAPI
+      that stores no request id (no fragment); the bare plugin source without a mark (a version
+      stamped by hand, or written before marks existed) counts as the plugin's there.
     """
     if not resource:
         return False
     source = (resource.get("meta") or {}).get("source")
     if not isinstance(source, str) or not source.startswith(sdo.PLUGIN_SOURCE):
         return False
-    mark = source[len(sdo.PLUGIN_SOURCE):].split("#", 1)[0]
-    if not mark:
-        return True
-    return mark == f":{_fingerprint(resource)}"
+    head, has_fragment, fragment = source.partition("#")
+    if has_fragment and not fragment.startswith(OWN_REQUEST_PREFIX):
+        return False
+    mark = head[len(sdo.PLUGIN_SOURCE):]
+    return not mark or mark == f":{_fingerprint(resource)}"
 
 
 def version_of(resource: Mapping[str, Any]) -> str:

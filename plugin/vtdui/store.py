@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from vtdui import sdo
-from vtdui.changes import stamp_own_write
+from vtdui.changes import OWN_REQUEST_PREFIX, own_request_id, request_id_kept, stamp_own_write
 from vtdui.errors import HapiError, RetriableError
 from vtdui.fhirjson import dumps as fhir_json_bytes
 from vtdui.mapping import systems, worklist
@@ -82,6 +82,9 @@ class HapiStore:
         self._owns_client = client is None
         self._http = client if client is not None else httpx.Client(timeout=timeout)
         self._headers = headers
+        #: Whether HAPI stores vtdui's request ids in ``meta.source`` (seen on the first PUT it answered with
+        #: the saved version; ``None`` until then). ``False``: own writes are told by their content mark only.
+        self.request_ids_kept: bool | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -131,8 +134,51 @@ class HapiStore:
         return body if isinstance(body, dict) else {}
 
     # -- writes ----------------------------------------------------------------------------------------
-    # Every resource vtdui writes with its own meta.source gets the mark of its content
-    # (vtdui.changes.own_write_source): how vtdui tells its own versions from a DUI's save that kept them.
+    # Every write goes with a request id of vtdui's (X-Request-ID, vtdui.changes.own_request_id): HAPI
+    # stores it as the fragment of the saved versions' meta.source, and a DUI's save that kept vtdui's
+    # meta gets its own request's id instead; how vtdui tells its own versions (vtdui.changes.is_own_write).
+    # The mark of their content (own_write_source) is the fallback for a HAPI that stores no request id.
+
+    def _write(self, method: str, path: str, body: Mapping[str, Any],
+               headers: Mapping[str, str] | None = None) -> tuple[dict[str, Any], str]:
+        request_id = own_request_id()
+        answer = self._request(method, path, json=body, headers={**(headers or {}), "X-Request-ID": request_id})
+        return answer, request_id
+
+    def _observe_source(self, answer: Mapping[str, Any], request_id: str) -> None:
+        """Note from a saved version HAPI returned whether it keeps vtdui's request id; warn once if not."""
+        meta = answer.get("meta")
+        if not isinstance(meta, Mapping) or self.request_ids_kept is not None:
+            return
+        self.request_ids_kept = request_id_kept(meta.get("source"), request_id)
+        if self.request_ids_kept is False:
+            log.warning("HAPI at %s does not store the request id in meta.source (its "
+                        "store_meta_source_information setting): vtdui tells its own writes by the mark of their "
+                        "content only, so a DUI save that returns a Task to the status vtdui wrote while keeping "
+                        "vtdui's meta is not sent; set it to SOURCE_URI_AND_REQUEST_ID", self.base_url)
+
+    def check_request_ids(self, resource_type: str, resource_id: str) -> bool | None:
+        """Tell whether HAPI stores vtdui's request ids in ``meta.source``, from a resource vtdui wrote.
+
+        Looks at every stored version of the resource (e.g. a Subscription ``vtdui setup`` installed; HAPI's
+        own later versions, such as its activation of a Subscription, carry no request id): ``True`` when
+        one holds a request id of vtdui's, ``False`` (with the warning of :attr:`request_ids_kept`) when
+        none holds any request id, ``None`` when it cannot tell (gone, or only other clients' requests).
+        """
+        try:
+            versions = self.history(resource_type, resource_id)
+        except HapiError as exc:
+            if exc.status in (404, 410):
+                return None
+            raise
+        self.request_ids_kept = None
+        sources = [(v.get("meta") or {}).get("source") for v in versions]
+        fragments = [s.partition("#")[2] for s in sources if isinstance(s, str) and "#" in s]
+        if any(f.startswith(OWN_REQUEST_PREFIX) for f in fragments):
+            self.request_ids_kept = True
+        elif versions and not fragments:
+            self._observe_source({"meta": {"source": sources[0]}}, own_request_id())
+        return self.request_ids_kept
 
     def transaction(self, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """POST a ``transaction`` Bundle of ``entries`` and return the transaction-response Bundle.
@@ -142,7 +188,7 @@ class HapiStore:
             RetriableError: network failure or server error (nothing was written either).
         """
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [_stamped(entry) for entry in entries]}
-        response = self._request("POST", "", json=bundle)
+        response, _ = self._write("POST", "", bundle)
         if response.get("resourceType") != "Bundle":
             raise HapiError("HAPI answered a transaction without a Bundle", outcome=response or None)
         return response
@@ -157,7 +203,9 @@ class HapiStore:
         if not kind or not ident:
             raise HapiError("update needs a resource with resourceType and id")
         headers = {"If-Match": f'W/"{if_match}"'} if if_match else None
-        return self._request("PUT", f"{kind}/{ident}", json=stamp_own_write(resource), headers=headers)
+        answer, request_id = self._write("PUT", f"{kind}/{ident}", stamp_own_write(resource), headers)
+        self._observe_source(answer, request_id)
+        return answer
 
     # -- reads -----------------------------------------------------------------------------------------
 

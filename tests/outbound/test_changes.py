@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import copy
 import itertools
+from typing import Any
 
 from vtdui import sdo
 from vtdui.changes import (
+    OWN_REQUEST_PREFIX,
     consent_event,
     detect_changes,
     is_own_write,
+    own_request_id,
     read_worklist_status,
+    request_id_kept,
     stamp_own_write,
     worklist_key,
 )
@@ -29,7 +33,7 @@ def test_first_user_version_with_a_status_is_reported() -> None:
 
 def test_own_writes_are_never_reported() -> None:
     previous = worklist_task(version="1", statut="39", source=sdo.PLUGIN_SOURCE)
-    current = worklist_task(version="2", statut="46", motif="114", source=sdo.PLUGIN_SOURCE + "#abc123")
+    current = worklist_task(version="2", statut="46", motif="114", source=sdo.PLUGIN_SOURCE + "#vtdui-0a1b2c3d4e")
     assert detect_changes(previous, current, IME) == []
     # ...but the user's change after an own write is
     user = worklist_task(version="3", statut="41", motif="151")
@@ -37,16 +41,37 @@ def test_own_writes_are_never_reported() -> None:
     assert change.statut_esms == "41"
 
 
+def _as_hapi_stored(resource: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """``resource`` as HAPI stores it: the fragment of ``meta.source`` replaced by the saving request's id."""
+    stored = copy.deepcopy(resource)
+    meta = stored.setdefault("meta", {})
+    meta["source"] = str(meta.get("source", "")).partition("#")[0] + "#" + request_id
+    return stored
+
+
+def _vtdui_write(statut: str, motif: str | None = None, version: str = "1") -> dict[str, Any]:
+    """A work-list Task as HAPI stores vtdui's write of it (HapiStore's mark, vtdui's request id)."""
+    task = stamp_own_write(worklist_task(version=version, statut=statut, motif=motif, source=sdo.PLUGIN_SOURCE))
+    return _as_hapi_stored(task, own_request_id())
+
+
+def _screen_save(read: dict[str, Any], statut: str, motif: str | None, version: str) -> dict[str, Any]:
+    """GET-modify-PUT: the version read, status changed, ``meta`` kept; HAPI gives it its own request id."""
+    saved = copy.deepcopy(read)
+    saved["meta"]["versionId"] = version
+    saved["businessStatus"]["coding"][0]["code"] = statut
+    saved.pop("statusReason", None)
+    if motif is not None:
+        saved["statusReason"] = {"coding": [{"system": sdo.TRE_R358, "code": motif}]}
+    return _as_hapi_stored(saved, "dYzGpSw4THnVm20O")  # an id HAPI generated for the client's request
+
+
 def test_a_dui_save_that_kept_the_plugins_meta_is_a_user_change() -> None:
     """GET the plugin's version, change the status, PUT it back with the ``meta`` it came with."""
-    own = stamp_own_write(worklist_task(version="1", statut="39", source=sdo.PLUGIN_SOURCE))
-    assert own["meta"]["source"].startswith(sdo.PLUGIN_SOURCE + ":")
-    stored = {**own, "meta": {**own["meta"], "source": own["meta"]["source"] + "#hapi-request-id"}}
+    stored = _vtdui_write("39")
+    assert stored["meta"]["source"].startswith(sdo.PLUGIN_SOURCE + ":")
     assert is_own_write(stored) and detect_changes(None, stored, IME) == []
-    saved = copy.deepcopy(stored)
-    saved["meta"]["versionId"] = "2"
-    saved["businessStatus"]["coding"][0]["code"] = "41"
-    saved["statusReason"] = {"coding": [{"system": sdo.TRE_R358, "code": "152"}]}
+    saved = _screen_save(stored, "41", "152", version="2")
     assert not is_own_write(saved)
     [change] = detect_changes(stored, saved, IME)
     assert (change.statut_esms, change.motif_esms) == ("41", "152")
@@ -54,17 +79,48 @@ def test_a_dui_save_that_kept_the_plugins_meta_is_a_user_change() -> None:
     dropped = {k: v for k, v in saved.items() if k != "meta"}
     assert not is_own_write(dropped) and len(detect_changes(stored, dropped, IME)) == 1
     # a note added with the plugin's meta kept reports nothing either way (no status field changed)
-    noted = {**copy.deepcopy(stored), "note": [{"text": "rappeler"}]}
+    noted = _as_hapi_stored({**copy.deepcopy(stored), "note": [{"text": "rappeler"}]}, "jBkRlVUDtB9wOdRt")
     assert detect_changes(stored, noted, IME) == []
+
+
+def test_a_save_returning_to_the_status_vtdui_wrote_with_its_meta_kept_is_a_user_change() -> None:
+    """vtdui wrote 42 (flux 5, « mode reprise »); the user moves to 43, then back to 42 keeping the meta read.
+
+    The content of the last save is that of vtdui's version (its content mark matches): only the id of
+    the request that saved it tells it from vtdui's own write.
+    """
+    own = _vtdui_write("42", version="1")
+    moved = _screen_save(own, "43", None, version="2")
+    back = _screen_save(moved, "42", None, version="3")
+    assert back["meta"]["source"].partition("#")[0] == own["meta"]["source"].partition("#")[0]
+    assert not is_own_write(back)
+    [change] = detect_changes(moved, back, IME)
+    assert change.statut_esms == "42" and change.task_version == "3"
+    # the same content saved by vtdui's own request is its write
+    assert is_own_write(_as_hapi_stored(back, own_request_id()))
+
+
+def test_own_request_ids_fit_what_hapi_keeps() -> None:
+    ids = {own_request_id() for _ in range(50)}
+    assert len(ids) == 50
+    assert all(len(i) == 16 and i.startswith(OWN_REQUEST_PREFIX) for i in ids)
+    ident = own_request_id()
+    assert request_id_kept(f"{sdo.PLUGIN_SOURCE}:abc#{ident}", ident) is True
+    assert request_id_kept(f"{sdo.PLUGIN_SOURCE}:abc", ident) is False  # HAPI keeps the source URI only
+    assert request_id_kept(None, ident) is False
+    assert request_id_kept("urn:dui#dYzGpSw4THnVm20O", ident) is None  # an unchanged version of another client
 
 
 def test_the_plugins_own_writes_are_stamped_with_their_mark() -> None:
     for statut, unit in (("46", None), ("41", "185")):
         task = worklist_task(version="4", statut=statut, motif="114", statut_unite=unit, unite="ROR-UNIT-9",
                              source=sdo.PLUGIN_SOURCE)
-        assert is_own_write(stamp_own_write(task))
+        assert is_own_write(stamp_own_write(task))  # on a HAPI that keeps the source URI only
+        assert is_own_write(_as_hapi_stored(stamp_own_write(task), own_request_id()))
     assert stamp_own_write(worklist_task(statut="41")) == worklist_task(statut="41")  # not the plugin's: as is
     assert is_own_write(worklist_task(statut="41", source=sdo.PLUGIN_SOURCE))  # bare source: the plugin's
+    # the plugin's source with the id of a request that is not vtdui's: a client stamped or kept it
+    assert not is_own_write(worklist_task(statut="41", source=sdo.PLUGIN_SOURCE + "#dYzGpSw4THnVm20O"))
 
 
 def test_unrelated_edits_are_not_reported() -> None:

@@ -130,9 +130,11 @@ def test_plain_put_of_a_worklist_task_sends_exactly_one_esms_task(stack: Stack, 
     decision = _new_decision(stack.sim, eg)
     task_id = f"wl-{uuid.uuid4().hex[:12]}"
 
-    # the plugin's own write (flux 1 notification, status 39) is not emitted...
+    # the plugin's own write (flux 1 notification, status 39, written through HapiStore) is not emitted...
     own = _worklist_task(task_id, eg, decision, statut="39", motif=None, source=sdo.PLUGIN_SOURCE)
-    assert fhir.put(f"Task/{task_id}", json=own).status_code == 201
+    written = stack.store.update(own)
+    assert written["meta"]["source"].partition("#")[2].startswith("vtdui-")
+    assert stack.store.request_ids_kept is True  # HAPI stored vtdui's request id: the mark of its own write
     # ...the user's change (41 + 152) is
     user = _worklist_task(task_id, eg, decision, statut="41", motif="152")
     response = fhir.put(f"Task/{task_id}", json=user)

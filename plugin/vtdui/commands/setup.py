@@ -83,6 +83,9 @@ def setup(config_path: Path | None, endpoint: str | None, no_terminology: bool, 
         subscriptions = install_subscriptions(runtime.store, target, secret, timeout=timeout)
         done["subscriptions"] = [{"id": s.id, "criteria": s.criteria, "status": s.status, "changed": s.changed}
                                  for s in subscriptions]
+        # vtdui tells its own writes by the request id HAPI stores in meta.source (vtdui.changes.is_own_write)
+        done["request_ids_kept"] = (runtime.store.check_request_ids("Subscription", subscriptions[0].id)
+                                    if subscriptions else None)
         if not no_terminology:
             report = install_terminology(config.hapi.base_url)
             done["terminology"] = {"created": report.created, "updated": report.updated,
@@ -111,6 +114,9 @@ def setup(config_path: Path | None, endpoint: str | None, no_terminology: bool, 
     else:
         click.echo("  IG profiles: not installed (--ig-package FILE, or --ig-from-registry): HAPI's $validate "
                    "against ESMSTask / ESMSConsent needs them")
+    if done["request_ids_kept"] is False:
+        click.echo("  warning: HAPI does not store request ids in meta.source (store_meta_source_information): "
+                   "vtdui tells its own writes by their content only; see docker/README.md", err=True)
     started = done["reconciliation_cursors_started"]
     click.echo("  reconciliation cursors: " + (f"started for {', '.join(started)}" if started else "already set"))
     click.echo("Next: `vtdui run` (it must listen where the Subscriptions point).")

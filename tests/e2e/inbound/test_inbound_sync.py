@@ -36,6 +36,7 @@ from inbound_helpers import (
 )
 
 from vtdui import hookimpl, sdo
+from vtdui.changes import is_own_write
 from vtdui.config import load_config
 from vtdui.mapping import systems, worklist
 from vtdui.plugins import get_plugin_manager
@@ -83,7 +84,8 @@ def test_backfill_puts_every_decision_once_in_the_work_list(backfill: Backfill, 
         for task in tasks:
             assert worklist.business_status(task) == sdo.STATUS_NOTIFICATION_SENT
             assert worklist.id_nat_struct(task) == sdo.id_nat_struct(eg)
-            assert task["meta"]["source"].startswith(sdo.PLUGIN_SOURCE)  # never emitted back (no echo)
+            assert task["meta"]["source"].startswith(sdo.PLUGIN_SOURCE)
+            assert is_own_write(task), task["meta"]["source"]  # vtdui's request id as HAPI stored it: no echo
     assert tasks_by_eg.get(inbound_env.esat)
 
     tasks = [t for group in tasks_by_eg.values() for t in group if worklist.id_nat_decision(t) in decisions_total]

@@ -70,6 +70,7 @@ def test_setup_is_idempotent(env: Env) -> None:
         "vtdui-consent": ("active", False), "vtdui-worklist-task": ("active", False)}
     assert done["terminology"]["created"] == [] and done["terminology"]["updated"] == []
     assert done["reconciliation_cursors_started"] == []
+    assert done["request_ids_kept"] is True  # the launcher's HAPI stores vtdui's request id in meta.source
 
 
 def test_esat_trial_period_scenario_quick_changes_each_sent_once_in_order(running: ServiceProcess, env: Env) -> None:

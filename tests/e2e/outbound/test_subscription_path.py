@@ -119,6 +119,7 @@ def test_a_screens_get_modify_put_with_the_meta_it_read_is_sent(running: Service
     id_nat = decision["id_nat_decision"]
     task = _task(outbound, decision, outbound.other_eg)
     assert task["meta"]["source"].startswith("urn:vtdui:plugin:")  # written by vtdui's inbound cycle
+    assert task["meta"]["source"].partition("#")[2].startswith("vtdui-")  # HAPI stored vtdui's request id
     changed = copy.deepcopy(task)
     changed["businessStatus"]["coding"][0]["code"] = "41"
     changed["statusReason"] = {"coding": [{"system": sdo.TRE_R358, "code": "152"}]}
@@ -131,5 +132,53 @@ def test_a_screens_get_modify_put_with_the_meta_it_read_is_sent(running: Service
     [item] = outbound.outbox_items(id_nat)
     assert item.origin["via"] == "hook"
     # vtdui's own writes after it (none here) and the plugin's earlier version were not sent
+    _no_safety_net(running)
+    assert hapi_log.delivery_failures() == []
+
+
+def _screen_save(env: OutboundEnv, read: dict[str, Any], statut: str, motif: str | None) -> dict[str, Any]:
+    """A DUI screen's save: the version read, its ESMS status (and reason) changed, PUT with the ``meta`` read."""
+    changed = copy.deepcopy(read)
+    changed["businessStatus"]["coding"][0]["code"] = statut
+    changed.pop("statusReason", None)
+    if motif is not None:
+        changed["statusReason"] = {"coding": [{"system": sdo.TRE_R358, "code": motif}]}
+    with env.fhir() as client:
+        answer = client.put(f"Task/{read['id']}", json=changed)
+    assert answer.status_code == 200, answer.text
+    saved: dict[str, Any] = answer.json()
+    return saved
+
+
+def test_a_save_returning_to_the_status_vtdui_wrote_with_the_meta_kept_is_sent(running: ServiceProcess, env: Env,
+                                                                               hapi_log: Any) -> None:
+    """vtdui wrote the Task at 39; a screen moves it to 41, then back to 39, each time with the ``meta`` it read.
+
+    The last version holds the status fields of vtdui's version, so the content mark it carries over
+    (``urn:vtdui:plugin:<digest>``) matches it: only the request id HAPI stored in the source's fragment
+    tells this save from vtdui's own write.
+    """
+    outbound, decisions = env
+    decision = decisions["timeout"]
+    id_nat = decision["id_nat_decision"]
+    task = _task(outbound, decision, outbound.other_eg)
+    own_mark, _, own_request = task["meta"]["source"].partition("#")
+    assert own_mark.startswith("urn:vtdui:plugin:") and own_request.startswith("vtdui-")
+    assert task["businessStatus"]["coding"][0]["code"] == "39" and "statusReason" not in task
+    moved = _screen_save(outbound, task, "41", "152")
+    wait_for(lambda: outbound.received(id_nat), "the ESMSTask of the move to 41", timeout=30)
+    back = _screen_save(outbound, moved, "39", None)
+    back_mark, _, back_request = back["meta"]["source"].partition("#")
+    assert back_mark == own_mark  # the content mark of vtdui's version, carried over and matching
+    assert not back_request.startswith("vtdui-")  # the id HAPI gave the screen's request
+    wait_for(lambda: len(outbound.received(id_nat, accepted_only=False)) >= 2, "the ESMSTask of the return to 39",
+             timeout=30)
+    time.sleep(2)  # a third POST (an echo, a second delivery) would have arrived by now
+    sent = outbound.received(id_nat, accepted_only=False)
+    assert [status_key(r["body"])[:2] for r in sent] == [("41", "152"), ("39", None)]
+    items = outbound.outbox_items(id_nat)
+    assert sorted(item.idempotency_key for item in items) == sorted(
+        f"Task/{task['id']}/_history/{v['meta']['versionId']}" for v in (moved, back))
+    assert all(item.origin["via"] == "hook" for item in items)
     _no_safety_net(running)
     assert hapi_log.delivery_failures() == []

@@ -49,11 +49,13 @@ def test_the_documented_examples_pass(tmp_path: Path, hapi: Any) -> None:
 
 def test_the_documented_plugins_output_is_the_real_one(tmp_path: Path) -> None:
     text = README.read_text(encoding="utf-8")
-    block = re.search(r"<!-- output: vtdui plugins -->\n```\n\$ vtdui plugins\n(?P<out>.*?)```", text, re.S)
+    block = re.search(r"<!-- output: vtdui plugins -->\n```\n\$ VTDUI_HOOKS_DIR=hooks vtdui plugins\n(?P<out>.*?)```",
+                      text, re.S)
     assert block is not None
     (tmp_path / "hooks").mkdir()
     shutil.copy(ROOT / "hooks" / "examples" / "vendor_worklist.py", tmp_path / "hooks")
-    env = {k: v for k, v in os.environ.items() if k not in ("VTDUI_PLUGINS", "VTDUI_CONFIG", "VTDUI_HOOKS_DIR")}
+    env = {k: v for k, v in os.environ.items() if k not in ("VTDUI_PLUGINS", "VTDUI_CONFIG")}
+    env["VTDUI_HOOKS_DIR"] = "hooks"
     done = subprocess.run([sys.executable, "-c", "from vtdui.cli import main; main()", "plugins"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, check=False, env=env)
     assert done.returncode == 0, done.stderr

@@ -9,13 +9,17 @@ Why R4B for an R4 IG: ``fhir.resources`` 8.x ships R5 (default), R4B and STU3 mo
 left Task, Consent, DocumentReference, Bundle and OperationOutcome as they are in R4 (4.0.1): every element
 the IG's StructureDefinitions constrain exists in the R4B models with the same datatype and the same
 base cardinality (list or single). The R4B models do not check code values against required bindings
-(``Task.status`` etc.); :mod:`vtdui.conformance` does that for the codes the IG relies on.
+(``Task.status`` etc.); :mod:`vtdui.conformance` does that for the codes the IG relies on. They parse
+primitives leniently, as pydantic does by default: ``"true"`` for a boolean, ``"12"`` for an integer or a
+number for a dateTime pass; a string where an object or a list is expected, an object where a string is
+expected, an unknown element, a list for a single element do not.
 
 Messages name the path and the kind of problem, never the value found: resources carry health data.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -28,6 +32,9 @@ __all__ = ["RULE", "check_structure", "typed_model"]
 
 #: rule name of the violations this module reports
 RULE: Final = "fhir-structure"
+
+#: what a FHIR element name (or its ``_name`` primitive extension) looks like
+_ELEMENT_NAME: Final = re.compile(r"_?[A-Za-z][A-Za-z0-9]{0,63}")
 
 #: pydantic error types whose default message is replaced by a plainer one
 _MESSAGES: Final[Mapping[str, str]] = {
@@ -48,13 +55,17 @@ _MESSAGES: Final[Mapping[str, str]] = {
 
 
 def _path(resource_type: str, loc: tuple[int | str, ...]) -> str:
-    """Turn a pydantic location into a FHIRPath-style path (``Task.input[0].valueString``)."""
+    """Turn a pydantic location into a FHIRPath-style path (``Task.input[0].valueString``).
+
+    A key that cannot be a FHIR element name (an unknown element is reported by its key) is replaced: a key
+    can be anything a sender wrote, data included.
+    """
     path = resource_type
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
         elif part != "root" and not part.startswith(("function-", "json-or-python")):
-            path += f".{part}"
+            path += f".{part}" if _ELEMENT_NAME.fullmatch(part) else ".<not an element name>"
     return path
 
 

@@ -11,7 +11,9 @@ an outbox item, and that delivers outbox items::
 
 Failure model of the outbound hooks (each failure fires ``on_send_error`` once, with the error):
 
-* the built resource breaks IG rules: :class:`~vtdui.errors.ConformanceError` with ``culprit="build"``,
+* the built resource breaks IG rules, or is not well-formed FHIR R4 (a wrong datatype, an unknown element, a
+  list for a single element: rule ``fhir-structure``, :mod:`vtdui.fhir_structure`):
+  :class:`~vtdui.errors.ConformanceError` with ``culprit="build"``,
   when it is built and again if an operator retries it unchanged; ``before_send`` never sees it;
 * a ``before_send`` implementation breaks a conformant resource (or raises): ``culprit="before_send"``
   (the message names the plugins implementing it);
@@ -83,6 +85,8 @@ from vtdui.errors import (
     RuleViolation,
     VtduiError,
 )
+from vtdui.fhir_structure import RULE as STRUCTURE_RULE
+from vtdui.fhir_structure import check_structure
 from vtdui.hookcontext import OutboundContext
 from vtdui.mapping.worklist import worklist_query
 from vtdui.outbox import ItemState, NewItem, Outbox, OutboxItem, normalize_instant
@@ -207,6 +211,16 @@ class _LeaseKeeper:
 
 def _violations_text(violations: Iterable[RuleViolation]) -> str:
     return "; ".join(f"[{v.rule}] {v.path}: {v.message}" for v in violations if v.severity == "error")
+
+
+def _broken(violations: Iterable[RuleViolation]) -> str:
+    """Say what a refused resource breaks: the FHIR R4 structure (datatypes, elements), the IG rules, or both."""
+    errors = [v for v in violations if v.severity == "error"]
+    structural = any(v.rule == STRUCTURE_RULE for v in errors)
+    rules = any(v.rule != STRUCTURE_RULE for v in errors)
+    if structural and not rules:
+        return "is not well-formed FHIR R4 (fhir-structure)"
+    return "is not well-formed FHIR R4 (fhir-structure) and breaks IG rules" if structural else "breaks IG rules"
 
 
 def format_request(base_url: str, item: OutboxItem) -> str:
@@ -413,7 +427,7 @@ class Emitter:
                            sequence=normalize_instant((current.get("meta") or {}).get("lastUpdated")),
                            source_ref=f"Task/{current.get('id')}",
                            origin={"change": change_to_dict(change), **({"via": via} if via else {})})
-            violations = check_esms_task(task, expected_struct=establishment.id_nat_struct)
+            violations = check_structure(task) + check_esms_task(task, expected_struct=establishment.id_nat_struct)
             items.append(self._enqueue_checked(item, violations, "ESMSTask", context))
         return items
 
@@ -455,8 +469,8 @@ class Emitter:
                        sequence=normalize_instant((current.get("meta") or {}).get("lastUpdated")),
                        source_ref=f"Consent/{current.get('id')}",
                        origin={"consent": reference_of(current), **({"via": via} if via else {})})
-        violations = check_esms_consent(built, expected_struct=establishment.id_nat_struct,
-                                        expected_decision=id_nat)
+        violations = check_structure(built) + check_esms_consent(built, expected_struct=establishment.id_nat_struct,
+                                                                 expected_decision=id_nat)
         return [self._enqueue_checked(item, violations, "ESMSConsent", context)]
 
     def _only_establishment_of(self, id_nat: str) -> str | None:
@@ -476,10 +490,10 @@ class Emitter:
         if has_errors(violations):
             reason = _violations_text(violations)
             hook = "build_esms_consent" if item.kind == "consent" else "build_esms_task"
-            error = ConformanceError(f"{what} not sent: the resource built by {hook} breaks IG rules",
+            error = ConformanceError(f"{what} not sent: the resource built by {hook} {_broken(violations)}",
                                      violations, culprit="build")
             stored, created = self.outbox.enqueue_failed(
-                item, f"{what} not sent, the {hook} result breaks IG rules: {reason}",
+                item, f"{what} not sent, the {hook} result {_broken(violations)}: {reason}",
                 to_operation_outcome(violations))
             if created:
                 log.warning("%s for %s kept as failed item %d: %s", what, item.source_ref, stored.id, reason)
@@ -534,8 +548,8 @@ class Emitter:
         built = self._violations(item, resource, establishment)
         if has_errors(built):  # before_send sees conformant resources only: a broken build fails here
             hook = "build_esms_consent" if item.kind == "consent" else "build_esms_task"
-            error = ConformanceError(f"{item.kind} item {item.id}: the resource built by {hook} breaks IG rules; "
-                                     f"before_send was not called", built, culprit="build")
+            error = ConformanceError(f"{item.kind} item {item.id}: the resource built by {hook} "
+                                     f"{_broken(built)}; before_send was not called", built, culprit="build")
             self._fail(item, report, error, to_operation_outcome(built), context, resource,
                        note=f"Statut non transmis à ViaTrajectoire (règles de l'IG non respectées) : "
                             f"{_violations_text(built)}")
@@ -550,7 +564,7 @@ class Emitter:
         if has_errors(violations):
             error = ConformanceError(f"{item.kind} item {item.id}: a before_send implementation ("
                                      f"{', '.join(self._implementers('before_send')) or '?'}) made the conformant "
-                                     f"resource break IG rules", violations, culprit="before_send")
+                                     f"resource break IG rules or FHIR structure", violations, culprit="before_send")
             self._fail(item, report, error, to_operation_outcome(violations), context, resource,
                        note=f"Statut non transmis à ViaTrajectoire (règles de l'IG non respectées) : "
                             f"{_violations_text(violations)}")
@@ -617,9 +631,9 @@ class Emitter:
     @staticmethod
     def _violations(item: OutboxItem, resource: dict[str, Any], establishment: Establishment) -> list[RuleViolation]:
         if item.kind == "consent":
-            return check_esms_consent(resource, expected_struct=establishment.id_nat_struct,
-                                      expected_decision=item.id_nat_decision)
-        return check_esms_task(resource, expected_struct=establishment.id_nat_struct)
+            return check_structure(resource) + check_esms_consent(
+                resource, expected_struct=establishment.id_nat_struct, expected_decision=item.id_nat_decision)
+        return check_structure(resource) + check_esms_task(resource, expected_struct=establishment.id_nat_struct)
 
     def _implementers(self, hook: str) -> list[str]:
         """Names of the plugins implementing ``hook`` (to name who may have broken a rule)."""
@@ -670,7 +684,8 @@ class Emitter:
             context = OutboundContext(config=self.config, legal_entity=entity, establishment=establishment,
                                       worklist_task=worklist, decision=decision)
             rebuilt = self.pm.hook.build_esms_task(change=change_from_dict(item.origin["change"]), context=context)
-            violations = check_esms_task(rebuilt or {}, expected_struct=establishment.id_nat_struct)
+            violations = (check_structure(rebuilt) if rebuilt else []) + check_esms_task(
+                rebuilt or {}, expected_struct=establishment.id_nat_struct)
         else:
             source_type, source_id, _, version = item.idempotency_key.split("/")
             consent = vread(self.store, source_type, source_id, version) or {}
@@ -679,8 +694,8 @@ class Emitter:
             context = OutboundContext(config=self.config, legal_entity=entity, establishment=establishment,
                                       decision=decision)
             rebuilt = self.pm.hook.build_esms_consent(consent=consent, context=context)
-            violations = check_esms_consent(rebuilt or {}, expected_struct=establishment.id_nat_struct,
-                                            expected_decision=item.id_nat_decision)
+            violations = (check_structure(rebuilt) if rebuilt else []) + check_esms_consent(
+                rebuilt or {}, expected_struct=establishment.id_nat_struct, expected_decision=item.id_nat_decision)
         if rebuilt is None or has_errors(violations):
             reason = _violations_text(violations) or "no build hook produced a resource"
             failed = self.outbox.mark_failed(item, f"still not sendable after rebuild: {reason}",
@@ -688,7 +703,7 @@ class Emitter:
             if rebuilt is not None:  # the same failure model as a first build: the builder is named
                 hook = "build_esms_consent" if item.kind == "consent" else "build_esms_task"
                 self._send_error(failed, ConformanceError(f"{item.kind} item {item.id}: the resource rebuilt by "
-                                                          f"{hook} still breaks IG rules", violations,
+                                                          f"{hook} still {_broken(violations)}", violations,
                                                           culprit="build"), context, rebuilt)
             return failed
         return self.outbox.retry(item_id, payload=rebuilt)

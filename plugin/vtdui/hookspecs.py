@@ -128,7 +128,7 @@ def build_esms_task(change: StatusChange, context: OutboundContext) -> dict[str,
 
     Fires once per detected change (ESMS status, unit status, reason, date or unit). Return the
     ESMSTask resource, or ``None`` to let the next implementation answer. The result is checked by
-    :mod:`vtdui.conformance` before it is sent.
+    :mod:`vtdui.conformance` (IG rules) and :mod:`vtdui.fhir_structure` (FHIR R4 structure) before it is sent.
     """
 
 
@@ -137,7 +137,7 @@ def build_esms_consent(consent: dict[str, Any], context: OutboundContext) -> dic
     """Build the ESMSConsent (flux 2) for a Consent recorded in the DUI.
 
     Fires once per new local Consent that concerns a decision of the work list. Return the
-    ESMSConsent resource, or ``None``.
+    ESMSConsent resource, or ``None``. Checked like the ESMSTask of :func:`build_esms_task`.
     """
 
 

@@ -27,7 +27,10 @@ cycles with a backoff (``sync.quarantine_backoff_seconds``, doubling up to
 ``sync.quarantine_max_backoff_seconds``) for as long as it stays quarantined: never given up silently. A new
 version of the document resolves the entry; ``vtdui status`` and ``vtdui quarantine list`` show them, and
 ``vtdui quarantine retry`` / ``drop`` let an operator act. A flux-5 Task of a malformed shape is quarantined
-with the window it was found in, and that window is searched again on its retries.
+with the window it was found in, and that window is searched again on its retries. "Malformed" for a
+received Task or DocumentReference: the hand-written shape checks first (plainer messages), then the FHIR R4
+structural check of :mod:`vtdui.fhir_structure` (a wrong datatype deep in an element, an unknown element, a
+list where one element is allowed), before anything is mapped.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from vtdui import sdo
 from vtdui.cda.parse import decode_attachment, parse_decision, parse_evaluation
 from vtdui.errors import AuthError, DocumentError, HapiError, RemoteError, RetriableError, VtduiError
+from vtdui.fhir_structure import check_structure
 from vtdui.hookcontext import InboundContext, RejectedDocument
 from vtdui.viatrajectoire._transport import ResponseTooLargeError
 from vtdui.viatrajectoire.client import ConsentRequiredError, ReadRefusedError
@@ -218,6 +222,39 @@ def _attachment(document: dict[str, Any]) -> tuple[str | None, str | None]:
         raise DocumentError("DocumentReference.content[0].attachment.data is not a base64 string",
                             reason="malformed-resource")
     return data, content_type if isinstance(content_type, str) else None
+
+
+def _structure_problem(resource: dict[str, Any]) -> str | None:
+    """What the FHIR R4 structural check finds (datatypes, unknown elements, cardinalities), ``None`` if nothing.
+
+    Runs after the hand-written shape checks (their messages are plainer) and catches what they do not look
+    at, a wrong datatype deep in an element for instance. Paths and kinds of problem only: no value.
+    """
+    issues = check_structure(resource)
+    if not issues:
+        return None
+    return "not well-formed FHIR R4 (fhir-structure): " + "; ".join(f"{v.path}: {v.message}" for v in issues[:5]) \
+        + (f"; and {len(issues) - 5} more" if len(issues) > 5 else "")
+
+
+def _check_document_structure(document: dict[str, Any]) -> None:
+    """Check a received DocumentReference structurally before its CDA is decoded and mapped.
+
+    The attachment's data is left out of the model validation: it can weigh megabytes, and
+    :func:`~vtdui.cda.parse.decode_attachment` checks it as base64 with a size cap anyway.
+
+    Raises:
+        DocumentError: ``malformed-resource``, with the paths of the problems.
+    """
+    light = document
+    content = document.get("content")
+    if isinstance(content, list) and content and isinstance(content[0], dict) \
+            and isinstance(content[0].get("attachment"), dict) and "data" in content[0]["attachment"]:
+        attachment = {k: v for k, v in content[0]["attachment"].items() if k != "data"}
+        light = {**document, "content": [{**content[0], "attachment": attachment}, *content[1:]]}
+    problem = _structure_problem(light)
+    if problem is not None:
+        raise DocumentError(f"DocumentReference {problem}", reason="malformed-resource")
 
 
 def quarantine_next_try(item: QuarantineItem, base: float, ceiling: float) -> datetime | None:
@@ -490,6 +527,7 @@ class SyncEngine:
         raw: bytes | None = None
         try:
             data, _ = _attachment(document)
+            _check_document_structure(document)
             if data is None:
                 raise DocumentError("the evaluation DocumentReference carries no CDA", reason="no-data")
             raw = decode_attachment(data, max_bytes=MAX_DOCUMENT_BYTES)
@@ -529,7 +567,7 @@ class SyncEngine:
                       if q.finess_eg == eg and q.flux == "5" and q.reason == MALFORMED_TASK}
         malformed: set[str] = set()
         for task in results:
-            problem = task_shape_error(task)
+            problem = task_shape_error(task) or _structure_problem(task)
             if problem is not None:
                 vt_task_id = str(task["id"]) if isinstance(task, dict) and isinstance(task.get("id"), str) \
                     else "task-without-id"
@@ -684,6 +722,7 @@ def _fetch_decision(client: VTClient, finess_eg: str, vt_id: str) -> _Fetched:
     raw: bytes | None = None
     try:
         data, _ = _attachment(document)
+        _check_document_structure(document)
         if data is None:
             raise DocumentError("the DocumentReference carries no CDA (content.attachment.data is empty)",
                                 reason="no-data")

@@ -10,7 +10,7 @@ is called directly (the REST-hook path has its own tests).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,6 +49,8 @@ class Recorder:
             del resource["intent"]
         elif self.break_with == "raise":
             raise RuntimeError("vendor journal unavailable")
+        elif self.break_with == "note-object":  # Task.note is 0..*: an object is not well-formed FHIR
+            resource["note"] = {"text": "vu avec la famille"}
 
     @hookimpl
     def after_send(self, resource: dict[str, Any], response: dict[str, Any], flux: str,
@@ -59,6 +61,20 @@ class Recorder:
     def on_send_error(self, resource: dict[str, Any], error: VtduiError, flux: str,
                       context: OutboundContext) -> None:
         self.errors.append(error)
+
+
+@dataclass
+class BreakingBuild:
+    """Wraps the ESMSTask builders and spoils the structure of what they return (a build hook author's slip)."""
+
+    spoil: Callable[[dict[str, Any]], None]
+
+    @hookimpl(wrapper=True)
+    def build_esms_task(self, change: Any, context: OutboundContext) -> Generator[None, Any, Any]:
+        task = yield
+        if task is not None:
+            self.spoil(task)
+        return task
 
 
 @dataclass
@@ -119,7 +135,7 @@ def _task(task_id: str, eg: str, decision: dict[str, Any], statut: str, motif: s
 
 @contextmanager
 def _env(hapi: Any, sim: Any, tmp_path: Path, fhir: httpx.Client, recorder: Recorder,
-         retry: RetrySettings | None = None) -> Iterator[Env]:
+         retry: RetrySettings | None = None, *extra_plugins: object) -> Iterator[Env]:
     config = load_config(sim.config_path, env={"FHIR_BASE_URL": hapi.base_url})
     if retry is not None:
         config = replace(config, retry=retry)
@@ -128,6 +144,8 @@ def _env(hapi: Any, sim: Any, tmp_path: Path, fhir: httpx.Client, recorder: Reco
     outbox = Outbox.open(tmp_path / "state", config.retry)
     pm = get_plugin_manager(None, load_entrypoints=False)
     pm.register(recorder, name="recorder")
+    for number, plugin in enumerate(extra_plugins):
+        pm.register(plugin, name=f"extra-{number}")
     clients: list[ViaTrajectoireClient] = []
 
     def client_for(entity: Any) -> ViaTrajectoireClient:
@@ -234,3 +252,48 @@ def test_an_accepted_resource_fires_after_send_only(env: Env) -> None:
     assert env.emitter.run_pending().sent == [item.id]
     assert len(env.recorder.before) == 1 and len(env.recorder.after) == 1 and env.recorder.errors == []
     assert len(env.received(id_nat)) == 1
+
+
+# -- FHIR R4 structure (vtdui.fhir_structure), checked with the IG rules: the same failure path ------------------
+
+STRUCTURE_BREAKS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "wrong datatype deep in an element": (
+        lambda t: t.__setitem__("executionPeriod", {"start": {"date": "2026-05-12"}}), "Task.executionPeriod.start"),
+    "unknown element": (lambda t: t.__setitem__("statutESMS", "41"), "Task.statutESMS"),
+    "a list for a 0..1 element": (lambda t: t.__setitem__("owner", [{"reference": "Organization/o1"}]),
+                                  "Task.owner"),
+}
+
+
+@pytest.mark.parametrize("kind", STRUCTURE_BREAKS)
+def test_a_build_that_is_not_well_formed_fhir_is_refused_before_sending(hapi: Any, vt_simulator: Any,
+                                                                        tmp_path: Path, fhir: httpx.Client,
+                                                                        kind: str) -> None:
+    spoil, path = STRUCTURE_BREAKS[kind]
+    with _env(hapi, vt_simulator, tmp_path, fhir, Recorder(), None, BreakingBuild(spoil)) as env:
+        [item], id_nat = env.change("41", "152")  # conformant to the IG rules: only the structure is broken
+        assert item.state is ItemState.FAILED
+        [error] = env.recorder.errors
+        assert isinstance(error, ConformanceError) and error.culprit == "build"
+        assert "is not well-formed FHIR R4 (fhir-structure)" in str(error) and "build_esms_task" in str(error)
+        assert [(v.rule, v.path) for v in error.violations if v.severity == "error"] == [("fhir-structure", path)]
+        assert "fhir-structure" in (env.outbox.show(item.id).last_error or "")
+        assert env.recorder.before == []
+
+        env.outbox.retry(item.id)  # retried unchanged: refused again at delivery, before_send still not called
+        assert env.emitter.run_pending().failed == [item.id]
+        assert [e.culprit for e in env.recorder.errors if isinstance(e, ConformanceError)] == ["build", "build"]
+        assert env.recorder.before == [] and env.received(id_nat) == []
+
+
+def test_a_before_send_that_spoils_the_structure_is_blamed(hapi: Any, vt_simulator: Any, tmp_path: Path,
+                                                           fhir: httpx.Client) -> None:
+    with _env(hapi, vt_simulator, tmp_path, fhir, Recorder(break_with="note-object")) as env:
+        [item], id_nat = env.change("41", "152")
+        assert item.state is ItemState.PENDING
+        assert env.emitter.run_pending().failed == [item.id]
+        [error] = env.recorder.errors
+        assert isinstance(error, ConformanceError) and error.culprit == "before_send"
+        assert [(v.rule, v.path) for v in error.violations] == [("fhir-structure", "Task.note")]
+        assert "vu avec la famille" not in str(error)  # the path and the kind of problem, never the value
+        assert env.received(id_nat) == []

@@ -11,7 +11,15 @@ import pytest
 from vtdui import sdo
 from vtdui.errors import DocumentError
 from vtdui.state import QuarantineItem
-from vtdui.sync import _attachment, id_nat_decision_of_task, quarantine_due, quarantine_next_try, task_shape_error
+from vtdui.sync import (
+    _attachment,
+    _check_document_structure,
+    _structure_problem,
+    id_nat_decision_of_task,
+    quarantine_due,
+    quarantine_next_try,
+    task_shape_error,
+)
 
 
 def _task() -> dict[str, Any]:
@@ -83,3 +91,50 @@ def test_backoff_doubles_up_to_the_ceiling_and_never_gives_up() -> None:
     assert not quarantine_due(_item(50, now), now + timedelta(hours=23), 300, 86400)
     assert quarantine_due(_item(50, now), now + timedelta(days=1), 300, 86400)  # still tried after 50 failures
     assert quarantine_due(_item(1, datetime(1970, 1, 1, tzinfo=UTC)), now, 300, 86400)  # `quarantine retry`
+
+
+# -- the FHIR R4 structural check, after the hand-written shape checks -------------------------------------------
+
+
+@pytest.mark.parametrize(("change", "path"), [
+    (lambda t: t["input"][1].__setitem__("valueString", {"text": "ESAT"}), "Task.input[1].valueString"),
+    (lambda t: t.__setitem__("statut", "41"), "Task.statut"),
+    (lambda t: t.__setitem__("for", [{"reference": "Patient/p1"}]), "Task.for"),
+    (lambda t: t["input"][0]["valueIdentifier"].__setitem__("period", {"end": ["2026"]}),
+     "Task.input[0].valueIdentifier.period.end"),
+])
+def test_a_task_the_shape_checks_pass_is_malformed_for_the_structural_check(change: Any, path: str) -> None:
+    task = {**_task(), "status": "completed", "intent": "plan"}
+    change(task)
+    assert task_shape_error(task) is None  # the hand-written checks do not look there
+    problem = _structure_problem(task)
+    assert problem is not None and problem.startswith("not well-formed FHIR R4 (fhir-structure): ")
+    assert problem.split(": ", 2)[1] == path, problem
+    assert "ESAT" not in problem and "Patient/p1" not in problem
+
+
+def test_a_well_formed_task_has_no_structural_problem() -> None:
+    assert _structure_problem({**_task(), "status": "completed", "intent": "plan"}) is None
+
+
+def _document() -> dict[str, Any]:
+    return {"resourceType": "DocumentReference", "id": "dr-1", "status": "current",
+            "type": {"coding": [{"system": sdo.LOINC, "code": sdo.TYPE_DECISION}]},
+            "content": [{"attachment": {"contentType": "text/xml", "data": "PD94"}}]}
+
+
+def test_a_document_reference_deep_datatype_error_is_a_malformed_resource() -> None:
+    _check_document_structure(_document())
+    document = _document()
+    document["type"]["coding"][0]["code"] = {"code": sdo.TYPE_DECISION}
+    with pytest.raises(DocumentError) as caught:
+        _check_document_structure(document)
+    assert caught.value.reason == "malformed-resource"
+    assert "DocumentReference.type.coding[0].code" in str(caught.value)
+
+
+def test_the_attachment_data_is_left_to_the_decoder() -> None:
+    document = _document()
+    document["content"][0]["attachment"]["data"] = "not base64 at all: the CDA decoder says so, with its size cap"
+    _check_document_structure(document)
+    assert document["content"][0]["attachment"]["data"].startswith("not base64")  # the document is not changed

@@ -9,7 +9,9 @@ nor repeats a change.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
+import re
 import secrets
 import threading
 from collections import deque
@@ -46,6 +48,7 @@ TaskOrigin = Literal["flux4", "other-esms", "mdph", "vt-screen"]
 
 _RECEIVED_MAX = 10_000
 _MS = timedelta(milliseconds=1)
+_FHIR_ID = re.compile(r"[A-Za-z0-9.-]{1,59}")  # "dec-" + this stays within the 64 characters of an id
 
 
 def _utcnow() -> datetime:
@@ -222,7 +225,10 @@ class SimulatorState:
     def _store(self, sim: SimulatedDecision, last_updated: datetime) -> StoredDecision:
         self._next_index += 1
         key = sim.id_nat_decision
-        stored = StoredDecision(sim=sim, docref_id=f"dec-{key}", eval_docref_id=f"eval-{key}", version=1,
+        # a logical id is FHIR's id datatype ([A-Za-z0-9-.]{1,64}): an idNat_Decision outside it (a test's "VTS|1,P$1")
+        # is stood for by a digest of it, as a FHIR server would never serve such an id
+        slug = key if _FHIR_ID.fullmatch(key) else hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+        stored = StoredDecision(sim=sim, docref_id=f"dec-{slug}", eval_docref_id=f"eval-{slug}", version=1,
                                 last_updated=last_updated, notified_to=tuple(sim.notified_to))
         self.decisions[key] = stored
         self._docrefs[stored.docref_id] = (key, "decision")

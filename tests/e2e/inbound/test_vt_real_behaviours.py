@@ -185,7 +185,12 @@ DOCREF_SHAPES: dict[str, Callable[[dict[str, Any]], None]] = {
     "attachment a list": lambda doc: doc["content"][0].__setitem__("attachment", [doc["content"][0]["attachment"]]),
     "meta a string": lambda doc: doc.__setitem__("meta", "v1"),
     "content[0] a string": lambda doc: doc.__setitem__("content", ["attachment"]),
+    # well-formed for the sync's own shape checks, not for the FHIR R4 structural check (vtdui.fhir_structure)
+    "type.coding[0].code an object": lambda doc: doc["type"]["coding"][0].__setitem__("code", {"code": "57830-2"}),
+    "an unknown element": lambda doc: doc.__setitem__("statut", "current"),
+    "identifier an object (0..*)": lambda doc: doc.__setitem__("identifier", doc["identifier"][1]),
 }
+STRUCTURAL_DOCREF_SHAPES = ("type.coding[0].code an object", "an unknown element", "identifier an object (0..*)")
 
 
 def test_malformed_document_references_are_quarantined_and_the_batch_lands(env: Env,
@@ -205,9 +210,11 @@ def test_malformed_document_references_are_quarantined_and_the_batch_lands(env: 
     assert report.quarantined == len(bad)
     assert dui.item(good["id_nat_decision"], env.a) is not None
     kept = dui.quarantined(env.a)
-    for decision in bad[:-1]:
+    for name, decision in zip(DOCREF_SHAPES, bad, strict=False):
         assert kept[decision["docref_id"]].reason == "malformed-resource", kept[decision["docref_id"]]
         assert dui.runtime.state.quarantine_raw(kept[decision["docref_id"]].key, env.a)  # kept for inspection
+        if name in STRUCTURAL_DOCREF_SHAPES:
+            assert "fhir-structure" in (kept[decision["docref_id"]].message or ""), name
     assert kept[not_json["docref_id"]].reason == "read-refused"
     assert "not valid JSON" in kept[not_json["docref_id"]].message
 
@@ -217,7 +224,10 @@ def test_malformed_document_references_are_quarantined_and_the_batch_lands(env: 
 
 
 def _malformed_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One wrong JSON shape per Task (same id: the real, well-formed Task is served once the fault is spent)."""
+    """One wrong JSON shape per Task (same id: the real, well-formed Task is served once the fault is spent).
+
+    The first six are caught by the sync's own shape checks, the next three by the FHIR R4 structural check only.
+    """
     out = [copy.deepcopy(t) for t in tasks]
     out[0]["meta"] = "v1"
     out[1]["input"] = "idNat_Decision"
@@ -227,6 +237,12 @@ def _malformed_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     i["type"]["coding"][0]["code"] == sdo.ID_NAT_DECISION)
     value_of["valueIdentifier"] = value_of["valueIdentifier"]["value"]
     out[5]["input"][0]["type"]["coding"] = "idNat_Struct"
+    if len(out) > 6:  # a wrong datatype deep in an input value
+        out[6]["input"][0]["valueIdentifier"]["period"] = {"start": ["2026-05-12"]}
+    if len(out) > 7:
+        out[7]["statutESMS"] = "42"
+    if len(out) > 8:  # Task.for is 0..1
+        out[8]["for"] = [{"reference": "Patient/p1"}]
     return out
 
 
@@ -236,7 +252,7 @@ def test_malformed_tasks_are_quarantined_and_stored_once_well_formed(env: Env, m
     refused = new_decisions(env.sim, [env.a])[0]["id_nat_decision"]
     assert _only(dui.sync(env.a), env.a).ok
     others = [event(env.sim, source="esms", finess_eg=env.b, id_nat_decision=shared, statut_esms=code)
-              for code in ("42", "43", "42", "43", "42", "43")]
+              for code in ("42", "43", "42", "43", "42", "43", "42", "43", "42")]
     mdph = event(env.sim, source="mdph", finess_eg=env.a, id_nat_decision=refused, statut_esms="46",
                  motif_esms="114")
     entries = [{"fullUrl": f"{env.sim.fhir_base_url}/Task/{t['id']}", "resource": t, "search": {"mode": "match"}}
@@ -245,10 +261,12 @@ def test_malformed_tasks_are_quarantined_and_stored_once_well_formed(env: Env, m
          body=json.dumps({"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}))
     report = _only(dui.sync(env.a), env.a)
     assert report.ok, report.errors  # no traceback, flux 1 and 3 went on, the good Task was applied
-    assert report.statuses_received == 1 and report.quarantined == 6
+    assert report.statuses_received == 1 and report.quarantined == len(others)
     kept = dui.quarantined(env.a)
     assert {o["id"] for o in others} <= set(kept)
     assert all(kept[o["id"]].reason == "malformed-task" and kept[o["id"]].flux == "5" for o in others)
+    assert all("fhir-structure" in (kept[o["id"]].message or "") for o in others[6:])
+    assert not any("Patient/p1" in (kept[o["id"]].message or "") for o in others)
     item = dui.item(refused, env.a)
     assert item is not None and worklist.business_status(item) == "46"
 

@@ -100,5 +100,10 @@ def test_configured_environment_non_mdph_scenarios_pass_and_the_others_are_skipp
         assert f'<tr><td><a href="#{name}">{name}</a></td><td><span class="verdict notrun">SKIPPED</span>' in html
     assert html.count("not played: ") == len(NEEDS_OUTSIDE)
     assert html.count("ask the MDPH test contact to cancel") == 2  # the summary row and the scenario's section
+    # the credentials of the environment are never in the evidence
+    secret = json.loads((simulator_dir / "info.json").read_text())["client_secret"]
+    for path in [*(out / "traces").iterdir(), *(out / "payloads").iterdir(), out / "report.html"]:
+        assert secret not in path.read_text(), path
+    assert "run `vtdui setup` again before `vtdui run`" in run.stdout
     # HAPI's log: no failed Subscription delivery during the run
     assert hapi_log.delivery_failures() == []

@@ -94,15 +94,20 @@ def _run_configured(config_path: Path, scenarios: list[Scenario]) -> list[Scenar
         raise click.ClickException(str(exc)) from exc
     click.echo(f"against the configured environment: HAPI {config.hapi.base_url}, "
                f"ViaTrajectoire {config.viatrajectoire.base_url}")
-    with Runtime(config) as runtime, _receiver(runtime, Console()):
-        try:
-            rehearsal = Rehearsal(runtime, None, progress=click.echo)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from exc
-        try:
-            return rehearsal.run(scenarios)
-        finally:
-            rehearsal.close()
+    # the receiver runs here on a loopback port: vtdui's Subscriptions point at it during the run and are
+    # turned off at the end (the same ids `vtdui setup` installs), hence the reminder below
+    try:
+        with Runtime(config) as runtime, _receiver(runtime, Console()):
+            try:
+                rehearsal = Rehearsal(runtime, None, progress=click.echo)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from exc
+            try:
+                return rehearsal.run(scenarios)
+            finally:
+                rehearsal.close()
+    finally:
+        click.echo("vtdui's Subscriptions in HAPI are now off: run `vtdui setup` again before `vtdui run`")
 
 
 def _run_embedded(run_dir: Path, scenarios: list[Scenario], memory: str) -> list[ScenarioResult]:

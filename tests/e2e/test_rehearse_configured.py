@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from vtdui.rehearsal.scenarios import NOT_ON_EMBEDDED, SCENARIOS, Save
@@ -30,8 +32,9 @@ NEEDS_OUTSIDE = {"aptitude-reprise", "mdph-cancellation", "shared-decision"}
 
 
 @pytest.fixture(scope="module")
-def simulator_dir(tmp_path_factory: pytest.TempPathFactory, hapi: Any) -> Iterator[Path]:
-    """The simulator as ``vtdui simulator`` runs it, in its own process; its data dir holds ``vtdui.toml``."""
+def simulator(tmp_path_factory: pytest.TempPathFactory, hapi: Any) -> Iterator[tuple[Path, str]]:
+    """The simulator as ``vtdui simulator`` runs it, in its own process: its data dir (with ``vtdui.toml``)
+    and its admin URL (used only to play the MDPH test contact, never for a check)."""
     data = tmp_path_factory.mktemp("vt-test-env")
     proc = subprocess.Popen([VTDUI, "simulator", "--data-dir", str(data), "--port", "0", "--admin-port", "0",
                              "--seed", "1818", "--decisions", "60", "--hapi-base-url", hapi.base_url],
@@ -39,12 +42,15 @@ def simulator_dir(tmp_path_factory: pytest.TempPathFactory, hapi: Any) -> Iterat
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert proc.stdout is not None
+        admin = ""
         for line in proc.stdout:
+            if line.strip().startswith("admin"):
+                admin = line.split()[1].removesuffix("/info")
             if line.startswith("Serving"):
                 break
         else:
             pytest.fail(f"the simulator did not start: {proc.stderr.read() if proc.stderr else ''}")
-        yield data
+        yield data, admin
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -55,13 +61,15 @@ def simulator_dir(tmp_path_factory: pytest.TempPathFactory, hapi: Any) -> Iterat
 
 
 def test_configured_environment_non_mdph_scenarios_pass_and_the_others_are_skipped_with_instructions(
-        simulator_dir: Path, hapi: Any, hapi_log: Any, tmp_path: Path) -> None:
+        simulator: tuple[Path, str], hapi: Any, hapi_log: Any, tmp_path: Path) -> None:
+    simulator_dir, admin_url = simulator
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "VTDUI_HOOKS_DIR"}
     env.update({"FHIR_BASE_URL": hapi.base_url, "VTDUI_STATE_DIR": str(tmp_path / "state"),
                 "VTDUI_HOOKS_DIR": str(tmp_path / "no-hooks")})
-    run = subprocess.run([VTDUI, "rehearse", "--config", str(simulator_dir / "vtdui.toml"), "--dir", str(out)],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+    command = [VTDUI, "rehearse", "--config", str(simulator_dir / "vtdui.toml")]
+    run = subprocess.run([*command, "--dir", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=900, check=False)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     playable = {s.name for s in SCENARIOS} - NEEDS_OUTSIDE
     results: dict[str, Any] = {r["name"]: r for r in json.loads((out / "results.json").read_text())["scenarios"]}
@@ -72,8 +80,10 @@ def test_configured_environment_non_mdph_scenarios_pass_and_the_others_are_skipp
     # each skip says what to do and how to play it afterwards
     mdph = results["mdph-cancellation"]["reason"]
     assert "ask the MDPH test contact to cancel (status 49) decision " in mdph
+    assert mdph.endswith("then run `vtdui rehearse --config F --only mdph-cancellation`")
+    for name in NEEDS_OUTSIDE - {"mdph-cancellation"}:
+        assert "show the work-list item after the next cycle" in results[name]["reason"]
     for name in NEEDS_OUTSIDE:
-        assert f"`vtdui rehearse --config F --only {name}`" in results[name]["reason"]
         assert f"skipped {name}: " in run.stdout
     # the decisions are the ones the environment notified, one per scenario
     traces = {n: json.loads((out / "traces" / f"{n}.trace.json").read_text()) for n in playable}
@@ -107,3 +117,17 @@ def test_configured_environment_non_mdph_scenarios_pass_and_the_others_are_skipp
     assert "run `vtdui setup` again before `vtdui run`" in run.stdout
     # HAPI's log: no failed Subscription delivery during the run
     assert hapi_log.delivery_failures() == []
+
+    # the vendor follows the instruction: the MDPH test contact cancels that decision (the simulator's admin
+    # API plays the MDPH here, as ViaTrajectoire's team would), then the scenario alone passes
+    named = re.search(r"cancel \(status 49\) decision (\S+) of establishment (\S+),", mdph)
+    assert named is not None, mdph
+    event = {"id_nat_decision": named[1], "source": "mdph", "finess_eg": named[2], "statut_esms": "49"}
+    assert httpx.post(f"{admin_url}/events", json=event, timeout=30).status_code == 201
+    again = subprocess.run([*command, "--dir", str(tmp_path / "out2"), "--only", "mdph-cancellation"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "1 passed, 0 failed, 0 not run" in again.stdout
+    cancelled = json.loads((tmp_path / "out2" / "traces" / "mdph-cancellation.trace.json").read_text())
+    assert cancelled["id_nat"] == named[1] and cancelled["verdict"] == "pass"
+    assert [s["label"] for s in cancelled["steps"]] == ["work list: decision retrieved, status 49"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -145,6 +145,8 @@ class Rehearsal:
         #: decisions in status 39 no scenario took (named in the instructions of the skipped ones)
         self._spare: list[str] = []
         self._others: list[str] = []
+        #: work-list items ``(idNat_Decision, FINESS EG)`` the MDPH cancelled (49), found after the cycle
+        self._cancelled: list[tuple[str, str]] = []
         if self.admin_url is not None:
             info = httpx.get(f"{self.admin_url}/info", timeout=30).json()
             establishments = info["legal_entities"][0]["establishments"]
@@ -183,17 +185,19 @@ class Rehearsal:
             return None
         decision = f"decision {candidate}" if candidate else "a decision in status 39 notified to it"
         rerun = f"then run `vtdui rehearse --config F --only {scenario.name}`"
+        # what the rehearsal cannot see on its own: played in the DUI, the item shown after the next cycle
+        shown = "then show the work-list item after the next cycle (vtdui status, the DUI's screen)"
         if scenario.reprise:
             return ("needs a decision taken over in ViaTrajectoire's screens (mode reprise): enter statuses "
                     f"{', '.join(s for s, _ in scenario.reprise)} on a new decision for establishment "
-                    f"{self.places['other']} in ViaTrajectoire before its first synchronisation, {rerun}")
-        if any(isinstance(step, RemoteEvent) and step.source == "mdph" for step in scenario.steps):
+                    f"{self.places['other']} in ViaTrajectoire before its first synchronisation, {shown}")
+        if self._is_mdph(scenario):
             return (f"needs an MDPH action: ask the MDPH test contact to cancel (status 49) {decision} of "
                     f"establishment {self.places['other']}, {rerun}")
         if scenario.shared or any(isinstance(step, RemoteEvent) for step in scenario.steps):
             return ("needs a second establishment's action: ask the ViaTrajectoire test contact for a decision "
                     f"notified to {self.places['other']} and to another ESMS, and that ESMS to set status 41 on it, "
-                    f"{rerun}")
+                    f"{shown}")
         if scenario.place not in self.places:
             return ("needs an ESAT with its ROR units in the configuration (is_esat = true and its "
                     "[[legal_entities.establishments.units]]); add it, " + rerun)
@@ -225,7 +229,8 @@ class Rehearsal:
         for index, scenario in enumerate(scenarios, 1):
             self.progress(f"[{index}/{len(scenarios)}] {scenario.name}: {scenario.title}")
             id_nat = decisions.get(scenario.name)
-            reason = self.skip_reason(scenario, next(iter(self._spare), None))
+            reason = (None if self._is_mdph(scenario) and self._cancelled
+                      else self.skip_reason(scenario, next(iter(self._spare), None)))
             if reason is None and id_nat is None:
                 reason = (f"no work-list item of establishment {self.places.get(scenario.place)} left in status 39: "
                           "ask the ViaTrajectoire test contact for more decisions notified to it, then run "
@@ -237,7 +242,13 @@ class Rehearsal:
                 results.append(result)
                 continue
             assert id_nat is not None
-            result = self.play(scenario, id_nat)
+            if self.configured and self._is_mdph(scenario):
+                # the cancellation was made by the MDPH: only the work list's 49 is left to check
+                eg = self._cancelled[0][1]
+                result = self.play(replace(scenario, steps=tuple(s for s in scenario.steps
+                                                                 if isinstance(s, Worklist))), id_nat, eg)
+            else:
+                result = self.play(scenario, id_nat)
             step = result.failing
             self.progress(f"    {result.verdict.upper()} ({result.seconds:.1f} s)" +
                           (f": step '{step.label}': {step.failure}" if step else ""))
@@ -269,7 +280,12 @@ class Rehearsal:
         free = {place: waiting.get(eg) or self.screen.worklist_in_status(eg, "39") for place, eg in self.places.items()}
         used: set[str] = set()
         decisions: dict[str, str] = {}
+        self._cancelled = [(d, eg) for eg in dict.fromkeys([*self._others, *self.places.values()])
+                           for d in self.screen.worklist_in_status(eg, "49")]
         for scenario in scenarios:
+            if self._is_mdph(scenario) and self._cancelled:
+                decisions[scenario.name] = self._cancelled[0][0]
+                continue
             if self.skip_reason(scenario) is not None:
                 continue
             needs_fresh = any(isinstance(step, GiveConsent) for step in scenario.steps)
@@ -283,9 +299,13 @@ class Rehearsal:
         self.progress(f"{len(decisions)} work-list item(s) in status 39 picked among the decisions notified")
         return decisions
 
-    def play(self, scenario: Scenario, id_nat: str) -> ScenarioResult:
-        """Play one scenario on its decision; its first failing step ends it."""
-        eg = self.places[scenario.place]
+    @staticmethod
+    def _is_mdph(scenario: Scenario) -> bool:
+        return any(isinstance(step, RemoteEvent) and step.source == "mdph" for step in scenario.steps)
+
+    def play(self, scenario: Scenario, id_nat: str, eg: str | None = None) -> ScenarioResult:
+        """Play one scenario on its decision (for ``eg``: default, its place's); its first failing step ends it."""
+        eg = eg or self.places[scenario.place]
         started = time.monotonic()
         result = ScenarioResult(scenario.name, scenario.title, "pass", id_nat=id_nat, finess_eg=eg)
         result.before = self.screen.worklist_item(id_nat, eg)

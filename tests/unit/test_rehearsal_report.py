@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vtdui.rehearsal.report import render_html, timeline_svg, write_evidence
-from vtdui.rehearsal.runner import ScenarioResult, StepResult
+from vtdui.rehearsal.runner import Rehearsal, ScenarioResult, StepFailedError, StepResult
 from vtdui.rehearsal.scenarios import NOT_ON_EMBEDDED, SCENARIOS, by_name
 
 NIR = "1 84 12 75 123 456 78"
@@ -63,3 +63,41 @@ def test_scenarios_are_selected_by_name_in_their_order() -> None:
     assert [s.name for s in by_name(["exit", "contact"])] == ["contact", "exit"]
     with pytest.raises(ValueError, match="unknown scenario"):
         by_name(["nope"])
+
+
+def _configured(places: dict[str, str]) -> Rehearsal:
+    """A rehearsal in configured mode (no simulator admin API), without a runtime: only its rules are used."""
+    rehearsal = Rehearsal.__new__(Rehearsal)
+    rehearsal.admin_url, rehearsal.places = None, places
+    return rehearsal
+
+
+def test_configured_mode_skips_what_needs_an_action_outside_the_dui_with_the_instruction() -> None:
+    rehearsal = _configured({"other": "E1", "esat": "E2"})
+    reasons = {s.name: rehearsal.skip_reason(s, "D9") for s in SCENARIOS}
+    assert {n for n, r in reasons.items() if r} == {"aptitude-reprise", "mdph-cancellation", "shared-decision"}
+    assert reasons["mdph-cancellation"] == (
+        "needs an MDPH action: ask the MDPH test contact to cancel (status 49) decision D9 of establishment E1, "
+        "then run `vtdui rehearse --config F --only mdph-cancellation`")
+    # without a configured ESAT the unit scenarios are skipped too, with what to add
+    no_esat = _configured({"other": "E1"})
+    assert "is_esat = true" in str(no_esat.skip_reason(by_name(["waiting-list"])[0]))
+    assert no_esat.skip_reason(by_name(["contact"])[0]) is None
+
+
+def test_configured_mode_requires_viatrajectoire_s_201_from_the_exchange_log() -> None:
+    rehearsal = _configured({"other": "E1"})
+    accepted = StepResult("s", exchanges=[{"label": "vtdui -> ViaTrajectoire", "status": 201}])
+    rehearsal._received("D1", "Task", accepted, lambda body: True)
+    assert accepted.checks[-1]["ok"] is True
+    refused = StepResult("s", exchanges=[{"label": "vtdui -> ViaTrajectoire", "status": 422}])
+    with pytest.raises(StepFailedError, match="answered 422"):
+        rehearsal._received("D1", "Task", refused, lambda body: True)
+
+
+def test_a_skipped_scenario_shows_its_instruction_not_an_empty_work_list() -> None:
+    skipped = ScenarioResult("mdph-cancellation", "MDPH", "skipped", reason="ask the MDPH test contact <x>")
+    html = render_html([skipped], {}, "t")
+    assert '<span class="verdict notrun">SKIPPED</span>' in html
+    assert html.count("ask the MDPH test contact &lt;x&gt;") == 2 and "work list before" not in html
+    assert "0 passed, 0 failed, 1 skipped" in html

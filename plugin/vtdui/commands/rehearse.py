@@ -2,7 +2,11 @@
 
 Starts a local HAPI server (the launcher, as ``vtdui demo``) and the ViaTrajectoire simulator, runs vtdui's
 receiver with its Subscriptions in HAPI, plays the scenarios as a DUI does and writes the evidence in
-``--dir``. Exit 1 when a scenario fails, naming the step and the rule broken.
+``--dir``. With ``--config F`` it plays against the configured HAPI and ViaTrajectoire test environment
+instead (the vendor's certificate and OAuth2 client, as ``vtdui run``): the decisions are the ones that
+environment notified, the checks come from vtdui's exchange log, and the scenarios that need an action
+outside the DUI (MDPH, another establishment, mode reprise) are skipped with what to do. Exit 1 when a
+scenario fails, naming the step and the rule broken; 0 when every scenario played passed (skips included).
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ __all__ = ["rehearse"]
 @click.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("vtdui-rehearsal"),
               show_default=True, help="Where the evidence (report.html, payloads/, traces/) and the run data go.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Play against the HAPI and ViaTrajectoire test environment of this configuration.")
 @click.option("--only", "only", multiple=True, metavar="NAME", help="Play only this scenario (repeatable).")
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
 @click.option("--memory", default="1g", show_default=True, help="HAPI maximum Java heap.")
-def rehearse(directory: Path, only: tuple[str, ...], list_only: bool, memory: str) -> None:
+def rehearse(directory: Path, config_path: Path | None, only: tuple[str, ...], list_only: bool, memory: str) -> None:
     """Play the ViaTrajectoire referencing scenarios as a DUI does and write the evidence to hand in."""
     from vtdui.rehearsal.scenarios import NOT_ON_EMBEDDED, SCENARIOS, by_name
 
@@ -50,14 +56,20 @@ def rehearse(directory: Path, only: tuple[str, ...], list_only: bool, memory: st
     directory = directory.resolve()
     run_dir = directory / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
-    results = _run_embedded(run_dir, scenarios, memory)
+    results = (_run_configured(config_path, scenarios) if config_path is not None
+               else _run_embedded(run_dir, scenarios, memory))
 
     from vtdui.rehearsal.report import write_evidence
 
     report = write_evidence(results, not_run, directory)
     click.echo(f"report: {report}")
-    failed = [r for r in results if r.verdict != "pass"]
-    click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed, {len(not_run)} not run")
+    failed = [r for r in results if r.verdict == "fail"]
+    skipped = [r for r in results if r.verdict == "skipped"]
+    passed = len(results) - len(failed) - len(skipped)
+    click.echo(f"{passed} passed, {len(failed)} failed, " + (f"{len(skipped)} skipped, " if skipped else "") +
+               f"{len(not_run)} not run")
+    for result in skipped:
+        click.echo(f"skipped {result.name}: {result.reason}")
     if failed:
         lines = []
         for result in failed:
@@ -66,6 +78,36 @@ def rehearse(directory: Path, only: tuple[str, ...], list_only: bool, memory: st
                          f"{step.failure if step else 'failed'}" +
                          (f" [rule {step.rule}]" if step and step.rule else ""))
         raise click.ClickException("scenario(s) failed:\n  " + "\n  ".join(lines))
+
+
+def _run_configured(config_path: Path, scenarios: list[Scenario]) -> list[ScenarioResult]:
+    """Play ``scenarios`` on the configured HAPI and ViaTrajectoire, vtdui's receiver running in-process."""
+    from rich.console import Console
+
+    from vtdui.commands.demo import _receiver
+    from vtdui.rehearsal.runner import Rehearsal
+    from vtdui.runtime import Runtime
+
+    try:
+        config = load_config(config_path)
+    except VtduiError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"against the configured environment: HAPI {config.hapi.base_url}, "
+               f"ViaTrajectoire {config.viatrajectoire.base_url}")
+    # the receiver runs here on a loopback port: vtdui's Subscriptions point at it during the run and are
+    # turned off at the end (the same ids `vtdui setup` installs), hence the reminder below
+    try:
+        with Runtime(config) as runtime, _receiver(runtime, Console()):
+            try:
+                rehearsal = Rehearsal(runtime, None, progress=click.echo)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from exc
+            try:
+                return rehearsal.run(scenarios)
+            finally:
+                rehearsal.close()
+    finally:
+        click.echo("vtdui's Subscriptions in HAPI are now off: run `vtdui setup` again before `vtdui run`")
 
 
 def _run_embedded(run_dir: Path, scenarios: list[Scenario], memory: str) -> list[ScenarioResult]:

@@ -75,6 +75,26 @@ class DuiScreen:
         entries = response.json().get("entry", [])
         return dict(entries[0]["resource"]) if entries else None
 
+    def worklist_in_status(self, finess_eg: str, statut: str) -> list[str]:
+        """The decisions (``idNat_Decision``) whose work-list item of ``finess_eg`` is in ``statut``, oldest first."""
+        found: list[str] = []
+        url: str | None = "Task"
+        params: dict[str, str] | None = {"identifier": f"{WORKLIST_SYSTEM}|", "_count": "200", "_sort": "_lastUpdated"}
+        while url:
+            response = self.client.get(url, params=params)
+            response.raise_for_status()
+            bundle = response.json()
+            for entry in bundle.get("entry", []):
+                task = entry.get("resource", {})
+                codes = [c.get("code") for c in (task.get("businessStatus") or {}).get("coding", [])]
+                for ident in task.get("identifier", []):
+                    value = str(ident.get("value", ""))
+                    if ident.get("system") == WORKLIST_SYSTEM and value.endswith("|" + finess_eg) and statut in codes:
+                        found.append(value[: -len(finess_eg) - 1])
+            url = next((link.get("url") for link in bundle.get("link", []) if link.get("relation") == "next"), None)
+            params = None
+        return found
+
     def save_status(self, task: dict[str, Any], *, statut: str | None, motif: str | None,
                     statut_unite: str | None, motif_unite: str | None, id_unite: str | None,
                     today: date | None = None) -> SavedVersion:

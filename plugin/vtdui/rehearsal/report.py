@@ -103,14 +103,16 @@ def render_html(results: list[ScenarioResult], not_run: dict[str, str], title: s
     """The report's HTML (self-contained)."""
     passed = sum(r.verdict == "pass" for r in results)
     failed = sum(r.verdict == "fail" for r in results)
+    skipped = sum(r.verdict == "skipped" for r in results)
     body = [f"<h1>{escape(title)}</h1>",
             f"<p>{datetime.now(UTC).isoformat(timespec='seconds')}: {passed} passed, {failed} failed, "
-            f"{len(not_run)} not run. Payloads for EVSClient in <code>payloads/</code>, traces in "
+            f"{skipped} skipped, {len(not_run)} not run. Payloads for EVSClient in <code>payloads/</code>, traces in "
             "<code>traces/</code>. Free texts and NIR-like numbers are masked; credentials never recorded.</p>",
             "<table><tr><th>scenario</th><th>verdict</th><th>detail</th></tr>"]
     for result in results:
         step = result.failing
         detail = (f"step '{step.label}': {step.failure}" if step
+                  else result.reason if result.verdict == "skipped" and result.reason
                   else f"{len(result.steps)} step(s), {result.seconds:.1f} s")
         body.append(f'<tr><td><a href="#{escape(result.name)}">{escape(result.name)}</a></td>'
                     f"<td>{_verdict(result.verdict)}</td><td>{escape(detail)}</td></tr>")
@@ -120,6 +122,10 @@ def render_html(results: list[ScenarioResult], not_run: dict[str, str], title: s
     for result in results:
         body.append(f'<h2 id="{escape(result.name)}">{escape(result.name)}: {escape(result.title)} '
                     f"{_verdict(result.verdict)}</h2>")
+        if result.verdict == "skipped":
+            # nothing was played: what a vendor must do instead of a work list that was never touched
+            body.append(f"<p>not played: {escape(str(result.reason))}</p>")
+            continue
         body.append(f"<p>decision {escape(str(result.id_nat))}, establishment {escape(str(result.finess_eg))}</p>")
         body.append(f"<p>work list before: {escape(_status(result.before))}<br>"
                     f"work list after: {escape(_status(result.after))}</p>")
@@ -145,7 +151,8 @@ def write_evidence(results: list[ScenarioResult], not_run: dict[str, str], direc
     summary = {"scenarios": [{"name": r.name, "verdict": r.verdict, "seconds": round(r.seconds, 2),
                               "failing_step": r.failing.label if r.failing else None,
                               "failure": r.failing.failure if r.failing else None,
-                              "rule": r.failing.rule if r.failing else None} for r in results],
+                              "rule": r.failing.rule if r.failing else None,
+                              "reason": r.reason} for r in results],
                "not_run": not_run,
                "validators": "submit payloads/*-esms-task.json to EVSClient (esms-task) and "
                              "payloads/*-esms-consent.json (esms-consent)"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -125,20 +125,83 @@ def _rules_of(outcome: dict[str, Any] | None) -> list[str]:
 
 
 class Rehearsal:
-    """The scenarios on one DUI (``runtime``, its HAPI) and one simulated ViaTrajectoire (``admin_url``)."""
+    """The scenarios on one DUI (``runtime``, its HAPI) and one ViaTrajectoire (simulated, or configured)."""
 
-    def __init__(self, runtime: Runtime, admin_url: str, *, progress: Callable[[str], None] = print) -> None:
-        """Read the establishments from the simulator and open the DUI screen on HAPI."""
+    def __init__(self, runtime: Runtime, admin_url: str | None, *,
+                 progress: Callable[[str], None] = print) -> None:
+        """Open the DUI screen on HAPI and find the establishments to play on.
+
+        Args:
+            runtime: vtdui's runtime (its configuration, HAPI, outbox, exchange log).
+            admin_url: the simulator's admin API on the embedded default; ``None`` against a configured
+                ViaTrajectoire: the establishments then come from the configuration, the decisions from what
+                that environment notifies, and the checks from vtdui's exchange log only.
+            progress: where the progress lines go.
+        """
         self.runtime = runtime
-        self.admin_url = admin_url.rstrip("/")
+        self.admin_url = admin_url.rstrip("/") if admin_url else None
         self.progress = progress
         self.screen = DuiScreen(runtime.config.hapi.base_url)
-        info = httpx.get(f"{self.admin_url}/info", timeout=30).json()
-        establishments = info["legal_entities"][0]["establishments"]
-        esat = next(e for e in establishments if e["is_esat"] and e["units"])
-        other = next(e for e in establishments if e["finess_eg"] != esat["finess_eg"])
-        self.places = {"esat": str(esat["finess_eg"]), "other": str(other["finess_eg"])}
-        self.unit = str(esat["units"][0]["id_unite"])
+        #: decisions in status 39 no scenario took (named in the instructions of the skipped ones)
+        self._spare: list[str] = []
+        self._others: list[str] = []
+        #: work-list items ``(idNat_Decision, FINESS EG)`` the MDPH cancelled (49), found after the cycle
+        self._cancelled: list[tuple[str, str]] = []
+        if self.admin_url is not None:
+            info = httpx.get(f"{self.admin_url}/info", timeout=30).json()
+            establishments = info["legal_entities"][0]["establishments"]
+            esat = next(e for e in establishments if e["is_esat"] and e["units"])
+            other = next(e for e in establishments if e["finess_eg"] != esat["finess_eg"])
+            self.places = {"esat": str(esat["finess_eg"]), "other": str(other["finess_eg"])}
+            self.unit = str(esat["units"][0]["id_unite"])
+            return
+        configured = [eg for entity in runtime.config.legal_entities for eg in entity.establishments]
+        with_units = next((eg for eg in configured if eg.is_esat and eg.units), None)
+        others = [eg for eg in configured if eg is not with_units]
+        if not others:
+            raise ValueError("the configuration declares no establishment to play the rehearsal on")
+        #: without a configured ESAT with ROR units the unit scenarios are skipped (see :meth:`skip_reason`)
+        self.places = {"other": str(others[0].finess_eg)}
+        #: the establishments "other" may be (:meth:`_pick` takes the one with the most items in status 39)
+        self._others = [str(eg.finess_eg) for eg in others]
+        self.unit = ""
+        if with_units is not None:
+            self.places["esat"] = str(with_units.finess_eg)
+            self.unit = str(with_units.units[0].id_unite)
+
+    @property
+    def configured(self) -> bool:
+        """Whether the rehearsal runs against a configured ViaTrajectoire (no simulator admin API)."""
+        return self.admin_url is None
+
+    def skip_reason(self, scenario: Scenario, candidate: str | None = None) -> str | None:
+        """Why ``scenario`` cannot be played against a configured ViaTrajectoire, with what to do (else ``None``).
+
+        Args:
+            scenario: the scenario.
+            candidate: a decision in status 39 the instruction can name.
+        """
+        if not self.configured:
+            return None
+        decision = f"decision {candidate}" if candidate else "a decision in status 39 notified to it"
+        rerun = f"then run `vtdui rehearse --config F --only {scenario.name}`"
+        # what the rehearsal cannot see on its own: played in the DUI, the item shown after the next cycle
+        shown = "then show the work-list item after the next cycle (vtdui status, the DUI's screen)"
+        if scenario.reprise:
+            return ("needs a decision taken over in ViaTrajectoire's screens (mode reprise): enter statuses "
+                    f"{', '.join(s for s, _ in scenario.reprise)} on a new decision for establishment "
+                    f"{self.places['other']} in ViaTrajectoire before its first synchronisation, {shown}")
+        if self._is_mdph(scenario):
+            return (f"needs an MDPH action: ask the MDPH test contact to cancel (status 49) {decision} of "
+                    f"establishment {self.places['other']}, {rerun}")
+        if scenario.shared or any(isinstance(step, RemoteEvent) for step in scenario.steps):
+            return ("needs a second establishment's action: ask the ViaTrajectoire test contact for a decision "
+                    f"notified to {self.places['other']} and to another ESMS, and that ESMS to set status 41 on it, "
+                    f"{shown}")
+        if scenario.place not in self.places:
+            return ("needs an ESAT with its ROR units in the configuration (is_esat = true and its "
+                    "[[legal_entities.establishments.units]]); add it, " + rerun)
+        return None
 
     def close(self) -> None:
         """Close the DUI screen's client."""
@@ -147,7 +210,54 @@ class Rehearsal:
     # -- the whole run ---------------------------------------------------------------------------------
 
     def run(self, scenarios: list[Scenario]) -> list[ScenarioResult]:
-        """Create each scenario's decision, run one inbound cycle, then play the scenarios in order."""
+        """Get each scenario's decision, run one inbound cycle, then play the scenarios in order.
+
+        On the embedded default each scenario's decision is created in the simulator; against a configured
+        ViaTrajectoire it is a work-list item in status 39 among the decisions that environment notified
+        (after one inbound cycle), one per scenario; a scenario that needs an action outside the DUI there is
+        ``skipped`` with what to do.
+        """
+        if self.configured:
+            self.progress("inbound cycle (flux 1, 3, 5): the decisions ViaTrajectoire notified")
+            self.runtime.sync.run_once()
+            decisions = self._pick(scenarios)
+        else:
+            decisions = self._create(scenarios)
+            self.progress(f"{len(decisions)} decisions notified by ViaTrajectoire; inbound cycle (flux 1, 3, 5)")
+            self.runtime.sync.run_once()
+        results = []
+        for index, scenario in enumerate(scenarios, 1):
+            self.progress(f"[{index}/{len(scenarios)}] {scenario.name}: {scenario.title}")
+            id_nat = decisions.get(scenario.name)
+            reason = (None if self._is_mdph(scenario) and self._cancelled
+                      else self.skip_reason(scenario, next(iter(self._spare), None)))
+            if reason is None and id_nat is None:
+                reason = (f"no work-list item of establishment {self.places.get(scenario.place)} left in status 39: "
+                          "ask the ViaTrajectoire test contact for more decisions notified to it, then run "
+                          f"`vtdui rehearse --config F --only {scenario.name}`")
+            if reason is not None:
+                result = ScenarioResult(scenario.name, scenario.title, "skipped", reason=reason,
+                                        finess_eg=self.places.get(scenario.place))
+                self.progress(f"    SKIPPED: {reason}")
+                results.append(result)
+                continue
+            assert id_nat is not None
+            if self.configured and self._is_mdph(scenario):
+                # the cancellation was made by the MDPH: only the work list's 49 is left to check
+                eg = self._cancelled[0][1]
+                result = self.play(replace(scenario, steps=tuple(s for s in scenario.steps
+                                                                 if isinstance(s, Worklist))), id_nat, eg)
+            else:
+                result = self.play(scenario, id_nat)
+            step = result.failing
+            self.progress(f"    {result.verdict.upper()} ({result.seconds:.1f} s)" +
+                          (f": step '{step.label}': {step.failure}" if step else ""))
+            results.append(result)
+        return results
+
+    def _create(self, scenarios: list[Scenario]) -> dict[str, str]:
+        """Create each scenario's decision in the simulator (embedded default)."""
+        assert self.admin_url is not None
         decisions: dict[str, str] = {}
         for scenario in scenarios:
             eg = self.places[scenario.place]
@@ -161,21 +271,41 @@ class Rehearsal:
                 response = httpx.post(f"{self.admin_url}/decisions/{decisions[scenario.name]}/reprise",
                                       json={"finess_eg": eg, "statuses": statuses}, timeout=30)
                 response.raise_for_status()
-        self.progress(f"{len(decisions)} decisions notified by ViaTrajectoire; inbound cycle (flux 1, 3, 5)")
-        self.runtime.sync.run_once()
-        results = []
-        for index, scenario in enumerate(scenarios, 1):
-            self.progress(f"[{index}/{len(scenarios)}] {scenario.name}: {scenario.title}")
-            result = self.play(scenario, decisions[scenario.name])
-            step = result.failing
-            self.progress(f"    {result.verdict.upper()} ({result.seconds:.1f} s)" +
-                          (f": step '{step.label}': {step.failure}" if step else ""))
-            results.append(result)
-        return results
+        return decisions
 
-    def play(self, scenario: Scenario, id_nat: str) -> ScenarioResult:
-        """Play one scenario on its decision; its first failing step ends it."""
-        eg = self.places[scenario.place]
+    def _pick(self, scenarios: list[Scenario]) -> dict[str, str]:
+        """One work-list item in status 39 per playable scenario, each decision used once (configured mode)."""
+        waiting = {eg: self.screen.worklist_in_status(eg, "39") for eg in self._others}
+        self.places["other"] = max(self._others, key=lambda eg: len(waiting[eg]))
+        free = {place: waiting.get(eg) or self.screen.worklist_in_status(eg, "39") for place, eg in self.places.items()}
+        used: set[str] = set()
+        decisions: dict[str, str] = {}
+        self._cancelled = [(d, eg) for eg in dict.fromkeys([*self._others, *self.places.values()])
+                           for d in self.screen.worklist_in_status(eg, "49")]
+        for scenario in scenarios:
+            if self._is_mdph(scenario) and self._cancelled:
+                decisions[scenario.name] = self._cancelled[0][0]
+                continue
+            if self.skip_reason(scenario) is not None:
+                continue
+            needs_fresh = any(isinstance(step, GiveConsent) for step in scenario.steps)
+            for id_nat in free.get(scenario.place, []):
+                if id_nat in used or (needs_fresh and self.screen.evaluations(id_nat)):
+                    continue
+                decisions[scenario.name] = id_nat
+                used.add(id_nat)
+                break
+        self._spare = [d for d in free.get("other", []) if d not in used]
+        self.progress(f"{len(decisions)} work-list item(s) in status 39 picked among the decisions notified")
+        return decisions
+
+    @staticmethod
+    def _is_mdph(scenario: Scenario) -> bool:
+        return any(isinstance(step, RemoteEvent) and step.source == "mdph" for step in scenario.steps)
+
+    def play(self, scenario: Scenario, id_nat: str, eg: str | None = None) -> ScenarioResult:
+        """Play one scenario on its decision (for ``eg``: default, its place's); its first failing step ends it."""
+        eg = eg or self.places[scenario.place]
         started = time.monotonic()
         result = ScenarioResult(scenario.name, scenario.title, "pass", id_nat=id_nat, finess_eg=eg)
         result.before = self.screen.worklist_item(id_nat, eg)
@@ -237,7 +367,8 @@ class Rehearsal:
         elif isinstance(step, NothingSent):
             self.runtime.emitter.run_pending()
             items = self.runtime.outbox.list(id_nat_decision=id_nat)
-            requests = httpx.get(f"{self.admin_url}/received", timeout=30).json()["requests"]
+            requests = ([] if self.admin_url is None else
+                        httpx.get(f"{self.admin_url}/received", timeout=30).json()["requests"])
             posted = [r for r in requests if r.get("method") == "POST" and id_nat in json.dumps(r.get("body"))]
             outcome.checks.append({"check": "nothing queued by vtdui nor received by ViaTrajectoire",
                                    "ok": not items and not posted, "queued": len(items), "received": len(posted)})
@@ -307,7 +438,19 @@ class Rehearsal:
 
     def _received(self, id_nat: str, resource_type: str, outcome: StepResult,
                   matches: Callable[[dict[str, Any]], bool]) -> None:
-        """Check ViaTrajectoire holds an accepted POST of ``resource_type`` about ``id_nat`` matching."""
+        """Check ViaTrajectoire holds an accepted POST of ``resource_type`` about ``id_nat`` matching.
+
+        Against a configured ViaTrajectoire (no admin API) the witness is vtdui's exchange log: the answer
+        to the POST, which must be 201 (the payload's rule check was done on the body sent).
+        """
+        if self.admin_url is None:
+            answer = next((e.get("status") for e in reversed(outcome.exchanges)
+                           if e.get("label") == "vtdui -> ViaTrajectoire"), None)
+            outcome.checks.append({"check": f"{resource_type} accepted by ViaTrajectoire (vtdui's exchange log)",
+                                   "ok": answer == 201, "found": answer})
+            if answer != 201:
+                raise StepFailedError(f"ViaTrajectoire answered {answer} to the {resource_type} POST, not 201")
+            return
         requests = httpx.get(f"{self.admin_url}/received", timeout=30).json()["requests"]
         found = [r for r in requests if r.get("method") == "POST" and str(r.get("path", "")).endswith(
             "/" + resource_type) and id_nat in json.dumps(r.get("body")) and matches(r.get("body") or {})]
@@ -322,6 +465,8 @@ class Rehearsal:
             raise StepFailedError(f"ViaTrajectoire's check: {errors[0].get('rule')}", rule=str(errors[0].get("rule")))
 
     def _remote(self, step: RemoteEvent, outcome: StepResult, id_nat: str, eg: str) -> None:
+        if self.admin_url is None:
+            raise StepFailedError("an event in ViaTrajectoire cannot be played against a configured environment")
         reporter = eg if step.source == "mdph" else self.places["esat"]
         body = {"id_nat_decision": id_nat, "source": step.source, "finess_eg": reporter, "statut_esms": step.statut}
         if step.motif:

@@ -32,8 +32,8 @@ def _name(requirement: str) -> str:
 
 def test_every_import_is_declared() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    declared = {_name(r) for r in project["dependencies"]} | {_name(r) for r in project["optional-dependencies"]
-                                                               ["postgres"]}
+    extras = project["optional-dependencies"]
+    declared = {_name(r) for r in project["dependencies"]} | {_name(r) for r in extras["postgres"] + extras["testing"]}
     providers = packages_distributions()
     missing = {}
     for module in sorted(_imported_top_levels()):

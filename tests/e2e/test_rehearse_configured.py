@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from vtdui.receiver import subscription_templates
 from vtdui.rehearsal.scenarios import NOT_ON_EMBEDDED, SCENARIOS, Save
 
 pytestmark = pytest.mark.integration
@@ -67,7 +68,12 @@ def test_configured_environment_non_mdph_scenarios_pass_and_the_others_are_skipp
     env = {k: v for k, v in os.environ.items() if k != "VTDUI_HOOKS_DIR"}
     env.update({"FHIR_BASE_URL": hapi.base_url, "VTDUI_STATE_DIR": str(tmp_path / "state"),
                 "VTDUI_HOOKS_DIR": str(tmp_path / "no-hooks")})
-    command = [VTDUI, "rehearse", "--config", str(simulator_dir / "vtdui.toml")]
+    config_file = simulator_dir / "vtdui.toml"
+    # no Subscription of vtdui's is on before the first run (an earlier test of the session may have left some)
+    off = subprocess.run([VTDUI, "setup", "--config", str(config_file), "--off"], env=env, capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert off.returncode == 0, off.stderr
+    command = [VTDUI, "rehearse", "--config", str(config_file)]
     run = subprocess.run([*command, "--dir", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=900, check=False)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
@@ -124,8 +130,24 @@ def test_configured_environment_non_mdph_scenarios_pass_and_the_others_are_skipp
     assert named is not None, mdph
     event = {"id_nat_decision": named[1], "source": "mdph", "finess_eg": named[2], "statut_esms": "49"}
     assert httpx.post(f"{admin_url}/events", json=event, timeout=30).status_code == 201
-    again = subprocess.run([*command, "--dir", str(tmp_path / "out2"), "--only", "mdph-cancellation"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+    # this time `vtdui setup` had pointed vtdui's Subscriptions at the production receiver: the rehearsal borrows
+    # them and points them back there at the end
+    with config_file.open("a", encoding="utf-8") as toml:
+        toml.write('\n[receiver]\nsecret = "rehearsal-test-receiver-secret"\n')
+    production = "http://127.0.0.1:9/vtdui/hook"
+    setup = subprocess.run([VTDUI, "setup", "--config", str(config_file), "--endpoint", production,
+                            "--no-terminology"], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    try:
+        again = subprocess.run([*command, "--dir", str(tmp_path / "out2"), "--only", "mdph-cancellation"],
+                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+        assert f"vtdui's Subscriptions in HAPI point again at {production}" in again.stdout, again.stdout[-3000:]
+        for template in subscription_templates():
+            stored = httpx.get(f"{hapi.base_url}/Subscription/{template['id']}", timeout=30).json()
+            assert stored["channel"]["endpoint"] == production and stored["status"] in ("active", "requested")
+    finally:
+        subprocess.run([VTDUI, "setup", "--config", str(config_file), "--off"], env=env, capture_output=True,
+                       timeout=120, check=False)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "1 passed, 0 failed, 0 not run" in again.stdout
     cancelled = json.loads((tmp_path / "out2" / "traces" / "mdph-cancellation.trace.json").read_text())

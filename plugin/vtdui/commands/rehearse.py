@@ -25,6 +25,7 @@ from vtdui.logs import setup_logging
 if TYPE_CHECKING:
     from vtdui.rehearsal.runner import ScenarioResult
     from vtdui.rehearsal.scenarios import Scenario
+    from vtdui.store import HapiStore
 
 __all__ = ["rehearse"]
 
@@ -94,20 +95,50 @@ def _run_configured(config_path: Path, scenarios: list[Scenario]) -> list[Scenar
         raise click.ClickException(str(exc)) from exc
     click.echo(f"against the configured environment: HAPI {config.hapi.base_url}, "
                f"ViaTrajectoire {config.viatrajectoire.base_url}")
-    # the receiver runs here on a loopback port: vtdui's Subscriptions point at it during the run and are
-    # turned off at the end (the same ids `vtdui setup` installs), hence the reminder below
-    try:
-        with Runtime(config) as runtime, _receiver(runtime, Console()):
-            try:
-                rehearsal = Rehearsal(runtime, None, progress=click.echo)
-            except ValueError as exc:
-                raise click.ClickException(str(exc)) from exc
-            try:
-                return rehearsal.run(scenarios)
-            finally:
-                rehearsal.close()
-    finally:
+    # the receiver runs here on a loopback port: vtdui's Subscriptions (the ids `vtdui setup` installs) point at
+    # it during the run; at the end they point again where `vtdui setup` had left them, or stay off
+    with Runtime(config) as runtime:
+        previous = _active_endpoint(runtime.store)
+        try:
+            with _receiver(runtime, Console()):
+                try:
+                    rehearsal = Rehearsal(runtime, None, progress=click.echo)
+                except ValueError as exc:
+                    raise click.ClickException(str(exc)) from exc
+                try:
+                    return rehearsal.run(scenarios)
+                finally:
+                    rehearsal.close()
+        finally:
+            _restore_subscriptions(runtime.store, previous, config.receiver.secret)
+
+
+def _active_endpoint(store: HapiStore) -> str | None:
+    """The endpoint vtdui's Subscriptions deliver to before the rehearsal, when they are on."""
+    from vtdui.receiver import subscription_templates
+
+    for template in subscription_templates():
+        current = store.read("Subscription", str(template["id"]))
+        endpoint = ((current or {}).get("channel") or {}).get("endpoint")
+        if current is not None and current.get("status") in ("active", "requested") and isinstance(endpoint, str):
+            return endpoint
+    return None
+
+
+def _restore_subscriptions(store: HapiStore, endpoint: str | None, secret: str | None) -> None:
+    """Point vtdui's Subscriptions back at ``endpoint`` (as `vtdui setup` installed them), or say they are off."""
+    from vtdui.receiver import install_subscriptions
+
+    if endpoint is None or not secret:
         click.echo("vtdui's Subscriptions in HAPI are now off: run `vtdui setup` again before `vtdui run`")
+        return
+    try:
+        install_subscriptions(store, endpoint, secret)
+    except VtduiError as exc:
+        click.echo(f"vtdui's Subscriptions could not be pointed back at {endpoint} ({exc}): run `vtdui setup` "
+                   "again before `vtdui run`")
+        return
+    click.echo(f"vtdui's Subscriptions in HAPI point again at {endpoint}, as `vtdui setup` had left them")
 
 
 def _run_embedded(run_dir: Path, scenarios: list[Scenario], memory: str) -> list[ScenarioResult]:

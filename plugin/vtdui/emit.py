@@ -90,6 +90,7 @@ from vtdui.fhir_structure import check_structure
 from vtdui.hookcontext import OutboundContext
 from vtdui.mapping.worklist import worklist_query
 from vtdui.outbox import ItemState, NewItem, Outbox, OutboxItem, normalize_instant
+from vtdui.terminology import StateTerminology
 
 __all__ = [
     "AUDIT_TAG",
@@ -279,6 +280,8 @@ class Emitter:
         self.dry_run = dry_run
         self.out = out or (lambda text: log.info("dry run:\n%s", text))
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        #: the JDV the payloads are checked against, including what `vtdui terminology update` fetched
+        self.terminology = StateTerminology(config.state_dir)
 
     # -- helpers --------------------------------------------------------------------------------------
 
@@ -427,7 +430,8 @@ class Emitter:
                            sequence=normalize_instant((current.get("meta") or {}).get("lastUpdated")),
                            source_ref=f"Task/{current.get('id')}",
                            origin={"change": change_to_dict(change), **({"via": via} if via else {})})
-            violations = check_structure(task) + check_esms_task(task, expected_struct=establishment.id_nat_struct)
+            violations = check_structure(task) + check_esms_task(
+                task, expected_struct=establishment.id_nat_struct, terminology=self.terminology.current())
             items.append(self._enqueue_checked(item, violations, "ESMSTask", context))
         return items
 
@@ -628,12 +632,13 @@ class Emitter:
         finally:
             CURRENT_ITEM.reset(token)
 
-    @staticmethod
-    def _violations(item: OutboxItem, resource: dict[str, Any], establishment: Establishment) -> list[RuleViolation]:
+    def _violations(self, item: OutboxItem, resource: dict[str, Any],
+                    establishment: Establishment) -> list[RuleViolation]:
         if item.kind == "consent":
             return check_structure(resource) + check_esms_consent(
                 resource, expected_struct=establishment.id_nat_struct, expected_decision=item.id_nat_decision)
-        return check_structure(resource) + check_esms_task(resource, expected_struct=establishment.id_nat_struct)
+        return check_structure(resource) + check_esms_task(resource, expected_struct=establishment.id_nat_struct,
+                                                           terminology=self.terminology.current())
 
     def _implementers(self, hook: str) -> list[str]:
         """Names of the plugins implementing ``hook`` (to name who may have broken a rule)."""
@@ -685,7 +690,7 @@ class Emitter:
                                       worklist_task=worklist, decision=decision)
             rebuilt = self.pm.hook.build_esms_task(change=change_from_dict(item.origin["change"]), context=context)
             violations = (check_structure(rebuilt) if rebuilt else []) + check_esms_task(
-                rebuilt or {}, expected_struct=establishment.id_nat_struct)
+                rebuilt or {}, expected_struct=establishment.id_nat_struct, terminology=self.terminology.current())
         else:
             source_type, source_id, _, version = item.idempotency_key.split("/")
             consent = vread(self.store, source_type, source_id, version) or {}

@@ -31,6 +31,7 @@ __all__ = [
     "MOTIF_MANDATORY_WARNING",
     "REMOVED_EXTENSION",
     "Code",
+    "StateTerminology",
     "Terminology",
     "UpdateReport",
     "ValueSetChange",
@@ -252,6 +253,50 @@ class Terminology:
         if code in self.motif_warning:
             return "warning"
         return None
+
+
+class StateTerminology:
+    """The terminology a running vtdui checks with: the shipped snapshot plus ``state_dir/terminology``.
+
+    Re-read when ``vtdui terminology update`` changed a file there, so that an updated JDV is used by
+    the next check without a restart (codes newly added to a JDV are then accepted for sending).
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        """Watch ``state_dir/terminology``.
+
+        Args:
+            state_dir: vtdui's state directory.
+        """
+        self.state_dir = state_dir
+        self._stamp: tuple[tuple[str, int, int], ...] | None = None
+        self._loaded: Terminology | None = None
+
+    def _files_stamp(self) -> tuple[tuple[str, int, int], ...]:
+        folder = self.state_dir / _SNAPSHOT_SUBDIR
+        if not folder.is_dir():
+            return ()
+        stamps = []
+        for path in sorted(folder.glob("*.json")):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue  # replaced while listing: the next call sees the new file
+            stamps.append((path.name, stat.st_mtime_ns, stat.st_size))
+        return tuple(stamps)
+
+    def current(self) -> Terminology:
+        """The terminology to check with now (read again only when the state dir's files changed)."""
+        stamp = self._files_stamp()
+        if self._loaded is None or stamp != self._stamp:
+            if stamp:
+                self._loaded = Terminology.load(state_dir=self.state_dir)
+            else:
+                from vtdui.conformance import default_terminology  # the shared cached snapshot
+
+                self._loaded = default_terminology()
+            self._stamp = stamp
+        return self._loaded
 
 
 # -- update from a terminology server -------------------------------------------------------------

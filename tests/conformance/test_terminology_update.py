@@ -17,7 +17,7 @@ from vtdui import sdo
 from vtdui.commands.terminology import terminology as terminology_cli
 from vtdui.conformance import check_esms_task
 from vtdui.profiles import terminology_resources
-from vtdui.terminology import REMOVED_EXTENSION, Terminology, update_from_server
+from vtdui.terminology import REMOVED_EXTENSION, StateTerminology, Terminology, update_from_server
 
 
 def _server_j252(version: str) -> dict[str, Any]:
@@ -146,3 +146,19 @@ def test_cli_update_and_show(term_server: tuple[str, TermServerState], tmp_path:
 def test_cli_show_unknown_name() -> None:
     done = CliRunner().invoke(terminology_cli, ["show", "J999", "--state-dir", "/nonexistent-vtdui"])
     assert done.exit_code == 2 and "J999" in done.output
+
+
+def test_state_terminology_follows_an_update_without_a_restart(term_server: tuple[str, TermServerState],
+                                                               tmp_path: Path) -> None:
+    """What a running vtdui checks with sees the update at the next check (ASS_A32 42 -> 168 is new)."""
+    base, _ = term_server
+    watched = StateTerminology(tmp_path)
+    before = watched.current()
+    assert "168" not in before.allowed_motifs("42")
+    assert watched.current() is before  # nothing changed: not read again
+    update_from_server(base, [sdo.JDV_J252, sdo.ASS_A32], state_dir=tmp_path)
+    after = watched.current()
+    assert "168" in after.allowed_motifs("42")
+    assert after.valueset_version(sdo.JDV_J252) == "20990101120000"
+    assert after.contains(sdo.JDV_J252, sdo.TRE_R357, "73")
+    assert watched.current() is after

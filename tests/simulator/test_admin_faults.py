@@ -259,3 +259,55 @@ def test_fault_body_serves_raw_text_with_status_and_content_type(dui: Dui) -> No
                                   {"route": "/fhir/*", "action": "body", "body": 3}])
 def test_bad_body_faults_are_400(simulator: RunningSimulator, spec: dict[str, object]) -> None:
     assert admin(simulator, "POST", "faults", spec).status_code == 400
+
+
+def test_a_new_reason_published_in_jdv_and_ass_a32_is_accepted_then_fetched(tmp_path: Path) -> None:
+    sim = start_simulator(tmp_path / "sim", seed=5, n_decisions=1, port=0, admin_port=0)
+    try:
+        base = f"{sim.admin_url}/terminology/fhir"
+        client = Dui(sim, 0)
+        eg = client.egs[0]
+        decision = new_decision(sim, [eg])
+        # before: the simulator refuses reason 901 (in no JDV, not allowed for 45 by ASS_A32)
+        refused = client.post("Task", eg, task_body("1" + eg, "N", decision, statut="45", motif="901"))
+        assert refused.status_code == 422, refused.text
+        in_jdv = admin(sim, "POST", "terminology/valuesets", {
+            "url": sdo.JDV_J251, "version": "20990101000000",
+            "add": [{"system": sdo.TRE_R358, "code": "901", "display": "Motif ajouté"}]})
+        assert in_jdv.status_code == 200, in_jdv.text
+        # the JDV alone is not enough: ASS_A32 must allow the reason for the status
+        still = client.post("Task", eg, task_body("1" + eg, "N", decision, statut="45", motif="901"))
+        assert still.status_code == 422 and "ASS_A32" in still.text, still.text
+        allowed = admin(sim, "POST", "terminology/conceptmaps", {
+            "url": sdo.ASS_A32, "version": "20990101000000", "add": [{"source": "45", "target": "901"}]})
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.json()["version"] == "20990101000000"
+        accepted = client.post("Task", eg, task_body("1" + eg, "N", decision, statut="45", motif="901"))
+        assert accepted.status_code == 201, accepted.text
+        client.close()
+        # the DUI side fetches both from the terminology endpoint
+        report = update_from_server(base, [sdo.JDV_J251, sdo.ASS_A32], state_dir=tmp_path / "dui")
+        jdv, a32 = report.changes
+        assert jdv.error is None and a32.error is None, (jdv.error, a32.error)
+        assert (sdo.TRE_R358, "901") in jdv.added and jdv.new_version == "20990101000000"
+        assert a32.added == [("45", "901")] and a32.new_version == "20990101000000"
+        # removing the pair again refuses the reason for 45
+        assert admin(sim, "POST", "terminology/conceptmaps", {
+            "url": sdo.ASS_A32, "remove": [{"source": "45", "target": "901"}]}).status_code == 200
+        assert "901" not in sim_allowed(base, "45")
+    finally:
+        sim.stop()
+
+
+def sim_allowed(base: str, status: str) -> set[str]:
+    bundle = httpx.get(f"{base}/ConceptMap", params={"url": sdo.ASS_A32}).json()
+    cm = bundle["entry"][0]["resource"]
+    return {t["code"] for g in cm["group"] for e in g["element"] if e["code"] == status for t in e.get("target", [])}
+
+
+@pytest.mark.parametrize("body", [{}, {"url": sdo.ASS_A32, "add": [{"source": "45"}]},
+                                  {"url": sdo.ASS_A32, "add": "45"}, {"url": "urn:x", "add": []}])
+def test_bad_conceptmap_changes_are_refused(simulator: RunningSimulator, body: dict[str, object]) -> None:
+    answer = admin(simulator, "POST", "terminology/conceptmaps", body)
+    assert answer.status_code == (404 if body.get("url") == "urn:x" else 400), answer.text
+    assert "error" in answer.json()

@@ -27,6 +27,8 @@ Routes (JSON in, JSON out)::
                                                "basic" | "form", "scope": null | "<scope>"}
     POST /_admin/reset                         back to the seeded dataset
     POST /_admin/terminology/valuesets         {"url", "add": [{system, code, display}], "remove": [...], "version"}
+    POST /_admin/terminology/conceptmaps       {"url", "add": [{source, target}], "remove": [...], "version"}
+                                               (ASS_A32: status -> motifs allowed)
     GET  /_admin/terminology/fhir/...          FHIR terminology endpoint: ValueSet?url=, ValueSet/$expand,
                                                CodeSystem?url=, ConceptMap?url=, metadata
 """
@@ -430,6 +432,29 @@ async def change_valueset(request: Request) -> Response:
                          "codes": len(TerminologyState.active_concepts(vs))})
 
 
+async def change_conceptmap(request: Request) -> Response:
+    """``POST /_admin/terminology/conceptmaps``: new version of ASS_A32, (status, motif) pairs added/removed."""
+    ctx = _ctx(request)
+    body = await _json(request)
+    url = body.get("url")
+    add, remove = body.get("add", []), body.get("remove", [])
+    if not isinstance(url, str) or not isinstance(add, list) or not isinstance(remove, list) or not all(
+            isinstance(e, dict) for e in [*add, *remove]):
+        raise AdminError(400, "expected {'url': <ConceptMap canonical>, 'add': [{'source', 'target'}], "
+                              "'remove': [...]}")
+    version = body.get("version")
+    try:
+        cm = ctx.terminology.change_conceptmap(url, add=[{k: str(v) for k, v in e.items()} for e in add],
+                                               remove=[{k: str(v) for k, v in e.items()} for e in remove],
+                                               version=str(version) if version else None)
+    except KeyError as exc:
+        raise AdminError(404, f"unknown ConceptMap {url!r}") from exc
+    except ValueError as exc:
+        raise AdminError(400, str(exc)) from exc
+    pairs = sum(len(e.get("target", [])) for g in cm.get("group", []) for e in g.get("element", []))
+    return JSONResponse({"url": cm["url"], "version": cm.get("version"), "pairs": pairs})
+
+
 # -- terminology FHIR endpoint ---------------------------------------------------------------------
 
 
@@ -521,6 +546,7 @@ def build_admin_app(ctx: SimulatorContext) -> ASGIApp:
         Route("/_admin/token-policy", token_policy, methods=["GET", "PUT"]),
         Route("/_admin/reset", reset, methods=["POST"]),
         Route("/_admin/terminology/valuesets", change_valueset, methods=["POST"]),
+        Route("/_admin/terminology/conceptmaps", change_conceptmap, methods=["POST"]),
         Route(f"{term}/metadata", term_metadata, methods=["GET"]),
         Route(f"{term}/ValueSet/$expand", term_expand, methods=["GET"]),
         Route(f"{term}/{{kind}}", term_search, methods=["GET"]),

@@ -125,6 +125,47 @@ class TerminologyState:
             self._cached = None
             return copy.deepcopy(target)
 
+    def change_conceptmap(self, url: str, *, add: list[dict[str, str]], remove: list[dict[str, str]],
+                          version: str | None = None) -> dict[str, Any]:
+        """Bump a ConceptMap's version (ASS_A32), add and remove ``{"source", "target"}`` pairs; return it.
+
+        A status newly allowed a motif is what a JDV update that adds a reason also publishes: the
+        motif must be allowed for a status by ASS_A32 as well as be in the JDV.
+
+        Raises:
+            KeyError: unknown ConceptMap.
+            ValueError: a pair lacks ``source`` or ``target``.
+        """
+        for entry in [*add, *remove]:
+            if not entry.get("source") or not entry.get("target"):
+                raise ValueError("each pair needs 'source' (status) and 'target' (motif)")
+        with self._lock:
+            target = next((r for r in self._resources
+                           if r.get("resourceType") == "ConceptMap" and r.get("url") == url), None)
+            if target is None:
+                raise KeyError(url)
+            groups: list[dict[str, Any]] = target.setdefault("group", [])
+            if not groups:
+                groups.append({"element": []})
+            removing = {(e["source"], e["target"]) for e in remove}
+            for group in groups:
+                for element in group.get("element", []):
+                    element["target"] = [t for t in element.get("target", [])
+                                         if (str(element.get("code")), str(t.get("code"))) not in removing]
+            elements: list[dict[str, Any]] = groups[0].setdefault("element", [])
+            for entry in add:
+                element = next((e for g in groups for e in g.get("element", [])
+                                if str(e.get("code")) == entry["source"]), None)
+                if element is None:
+                    element = {"code": entry["source"], "target": []}
+                    elements.append(element)
+                targets = element.setdefault("target", [])
+                if not any(str(t.get("code")) == entry["target"] for t in targets):
+                    targets.append({"code": entry["target"], "equivalence": "relatedto"})
+            target["version"] = version or datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+            self._cached = None
+            return copy.deepcopy(target)
+
     def reset(self) -> None:
         """Back to the shipped snapshot."""
         with self._lock:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from vtdui.rehearsal.scenarios import NOT_ON_EMBEDDED, SCENARIOS, Save
+from vtdui.rehearsal.scenarios import NOT_ON_EMBEDDED, SCENARIOS, RetryKept, Save
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def test_every_scenario_passes_and_the_evidence_is_written(
     assert results["not_run"] == NOT_ON_EMBEDDED
     # the payloads for EVSClient: one per DUI save, each the resource as sent
     payloads = sorted(p.name for p in (out / "payloads").iterdir())
-    saves = sum(isinstance(step, Save) for s in SCENARIOS for step in s.steps)
+    saves = sum(isinstance(step, (Save, RetryKept)) for s in SCENARIOS for step in s.steps)
     assert len([p for p in payloads if p.endswith("-esms-task.json")]) == saves
     assert payloads.count("consent-evaluation-1-esms-consent.json") == 1
     task = json.loads((out / "payloads" / "contact-1-esms-task.json").read_text())
@@ -107,6 +107,30 @@ def test_every_scenario_passes_and_the_evidence_is_written(
     assert not re.search(r"""(?:src|href)\s*=\s*["'](?!#)""", html)
     assert "url(" not in html and "@import" not in html and "<script" not in html
     assert html.count("<svg") >= saves
+
+
+def test_the_jdv_update_reason_is_kept_failed_before_and_accepted_after(
+        rehearsal: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, run = rehearsal
+    assert run.returncode == 0, run.stdout[-3000:]
+    steps = json.loads((out / "traces" / "jdv-update.trace.json").read_text())["steps"]
+    publish, refused, update, retry, save = steps
+    assert all(step["ok"] for step in steps)
+    # before the update: vtdui kept the save failed for the JDV binding, ViaTrajectoire received nothing
+    assert {c["check"]: c["ok"] for c in refused["checks"]} == {
+        "kept failed by vtdui for binding-JDV_J251": True, "nothing received by ViaTrajectoire": True}
+    assert not [e for e in refused["exchanges"] if e["label"] == "vtdui -> ViaTrajectoire"]
+    # the update fetched the new versions from the simulator's terminology endpoint
+    versions = next(c for c in update["checks"] if c["check"] == "JDV versions before -> after the update")
+    published = next(c for c in publish["checks"] if c["check"] == "published on the terminology server")
+    assert versions["errors"] == []
+    assert versions["JDV_J251"].endswith(f" -> {published['version']}")
+    assert versions["ASS_A32"].endswith(f" -> {published['version']}")
+    # after: the kept save (retried) and a new save with the new reason are sent and accepted
+    for step in (retry, save):
+        sent = [e for e in step["exchanges"] if e["label"] == "vtdui -> ViaTrajectoire"]
+        assert [e["status"] for e in sent] == [201], step["label"]
+    assert json.loads((out / "payloads" / "jdv-update-5-esms-task.json").read_text())["resourceType"] == "Task"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium): "

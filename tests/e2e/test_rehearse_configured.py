@@ -28,8 +28,9 @@ from vtdui.rehearsal.scenarios import NOT_ON_EMBEDDED, SCENARIOS, Save
 pytestmark = pytest.mark.integration
 
 VTDUI = str(Path(sys.executable).parent / "vtdui")
-#: what needs an MDPH action, another establishment or a take-over in ViaTrajectoire's screens
-NEEDS_OUTSIDE = {"aptitude-reprise", "mdph-cancellation", "shared-decision"}
+#: what needs an MDPH action, another establishment or a take-over in ViaTrajectoire's screens, or a new JDV
+#: version on the ANS's terminology server
+NEEDS_OUTSIDE = {"aptitude-reprise", "mdph-cancellation", "shared-decision", "jdv-update"}
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +88,9 @@ def test_configured_environment_non_mdph_scenarios_pass_and_the_others_are_skipp
     mdph = results["mdph-cancellation"]["reason"]
     assert "ask the MDPH test contact to cancel (status 49) decision " in mdph
     assert mdph.endswith("then run `vtdui rehearse --config F --only mdph-cancellation`")
-    for name in NEEDS_OUTSIDE - {"mdph-cancellation"}:
+    for name in NEEDS_OUTSIDE - {"mdph-cancellation", "jdv-update"}:
         assert "show the work-list item after the next cycle" in results[name]["reason"]
+    assert "run `vtdui terminology update --server <the ANS terminology server" in results["jdv-update"]["reason"]
     for name in NEEDS_OUTSIDE:
         assert f"skipped {name}: " in run.stdout
     # the decisions are the ones the environment notified, one per scenario

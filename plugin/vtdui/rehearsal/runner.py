@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -28,8 +28,21 @@ from vtdui.conformance import check_esms_consent, check_esms_task
 from vtdui.evidence import redact_health
 from vtdui.outbox import ItemState, OutboxItem
 from vtdui.rehearsal.actions import DuiScreen, SavedVersion
-from vtdui.rehearsal.scenarios import GiveConsent, NothingSent, RemoteEvent, Save, Scenario, Step, Worklist
+from vtdui.rehearsal.scenarios import (
+    GiveConsent,
+    NothingSent,
+    PublishJdv,
+    Refused,
+    RemoteEvent,
+    RetryKept,
+    Save,
+    Scenario,
+    Step,
+    UpdateJdv,
+    Worklist,
+)
 from vtdui.runtime import Runtime
+from vtdui.terminology import Terminology, update_from_server
 
 __all__ = ["Rehearsal", "ScenarioResult", "StepResult", "status_key"]
 
@@ -147,8 +160,13 @@ class Rehearsal:
         self._others: list[str] = []
         #: work-list items ``(idNat_Decision, FINESS EG)`` the MDPH cancelled (49), found after the cycle
         self._cancelled: list[tuple[str, str]] = []
+        #: saves vtdui kept failed, per decision (the retry step sends them again)
+        self._kept: dict[str, SavedVersion] = {}
+        #: the FHIR terminology server the JDV update reads (the simulator's, on the embedded default)
+        self.terminology_url: str | None = None
         if self.admin_url is not None:
             info = httpx.get(f"{self.admin_url}/info", timeout=30).json()
+            self.terminology_url = str(info["terminology_url"])
             establishments = info["legal_entities"][0]["establishments"]
             esat = next(e for e in establishments if e["is_esat"] and e["units"])
             other = next(e for e in establishments if e["finess_eg"] != esat["finess_eg"])
@@ -183,6 +201,11 @@ class Rehearsal:
         """
         if not self.configured:
             return None
+        if any(isinstance(step, (PublishJdv, UpdateJdv)) for step in scenario.steps):
+            # a real environment's JDV come from the ANS's terminology server, not from ViaTrajectoire
+            return ("the JDV come from the ANS's terminology server, which the rehearsal cannot make publish a "
+                    "new version: run `vtdui terminology update --server <the ANS terminology server FHIR base>` "
+                    "(then `vtdui terminology show` lists the versions) to refresh vtdui's JDV")
         decision = f"decision {candidate}" if candidate else "a decision in status 39 notified to it"
         rerun = f"then run `vtdui rehearse --config F --only {scenario.name}`"
         # what the rehearsal cannot see on its own: played in the DUI, the item shown after the next cycle
@@ -347,13 +370,28 @@ class Rehearsal:
                                             statut_unite=step.statut_unite, motif_unite=step.motif_unite,
                                             id_unite=self.unit if step.statut_unite else None)
             sent = self._delivered(saved, outcome, "esms-task", eg)
-            expected = (step.statut, step.motif, step.statut_unite, step.motif_unite)
-            found = status_key(sent)
-            outcome.checks.append({"check": "statuses received by ViaTrajectoire", "expected": list(expected),
-                                   "found": list(found), "ok": found == expected})
-            if found != expected:
-                raise StepFailedError(f"ViaTrajectoire received {found}, expected {expected}")
-            self._received(id_nat, "Task", outcome, lambda body: status_key(body) == expected)
+            self._check_sent(step, sent, outcome, id_nat)
+        elif isinstance(step, Refused):
+            self._refused(step, outcome, id_nat, eg)
+        elif isinstance(step, PublishJdv):
+            self._publish(step, outcome)
+        elif isinstance(step, UpdateJdv):
+            self._update_jdv(outcome)
+        elif isinstance(step, RetryKept):
+            kept = self._kept.pop(id_nat, None)
+            if kept is None:
+                raise StepFailedError("no save of this decision was kept failed: nothing to retry")
+            item = self.runtime.outbox.backend.get_by_key(kept.key)
+            if item is None:
+                raise StepFailedError(f"the outbox holds no item for {kept.key}")
+            started = time.time()
+            self.runtime.outbox.retry(item.id)  # what `vtdui outbox retry ID` does
+            outcome.times["save"] = started
+            outcome.exchanges.append({"label": f"operator: vtdui outbox retry {item.id}", "method": "-",
+                                      "url": kept.key, "status": "pending", "started": started,
+                                      "duration": time.time() - started})
+            sent = self._delivered(kept, outcome, "esms-task", eg, record_save=False)
+            self._check_sent(step.save, sent, outcome, id_nat)
         elif isinstance(step, GiveConsent):
             if self.screen.evaluations(id_nat):
                 raise StepFailedError("HAPI already holds the evaluation before the consent: the step would prove "
@@ -377,6 +415,90 @@ class Rehearsal:
         elif isinstance(step, RemoteEvent):
             self._remote(step, outcome, id_nat, eg)
 
+    def _check_sent(self, step: Save, sent: dict[str, Any], outcome: StepResult, id_nat: str) -> None:
+        """Check the statuses sent are the save's and that ViaTrajectoire accepted them."""
+        expected = (step.statut, step.motif, step.statut_unite, step.motif_unite)
+        found = status_key(sent)
+        outcome.checks.append({"check": "statuses received by ViaTrajectoire", "expected": list(expected),
+                               "found": list(found), "ok": found == expected})
+        if found != expected:
+            raise StepFailedError(f"ViaTrajectoire received {found}, expected {expected}")
+        self._received(id_nat, "Task", outcome, lambda body: status_key(body) == expected)
+
+    def _refused(self, step: Refused, outcome: StepResult, id_nat: str, eg: str) -> None:
+        """The save must be kept failed by vtdui for ``step.rule``, and ViaTrajectoire receive nothing."""
+        save = step.save
+        saved = self.screen.save_status(self._item(id_nat, eg), statut=save.statut, motif=save.motif,
+                                        statut_unite=save.statut_unite, motif_unite=save.motif_unite,
+                                        id_unite=self.unit if save.statut_unite else None)
+        try:
+            self._delivered(saved, outcome, "esms-task", eg)
+        except StepFailedError as exc:
+            rules: list[str] = next((c.get("errors", []) for c in outcome.checks
+                                     if c.get("check") == "IG rules of the payload"),
+                         [])
+            if not any(str(r).startswith(step.rule) for r in rules):
+                raise StepFailedError(f"vtdui kept it for another rule than {step.rule}: {exc}", rule=exc.rule) from exc
+            # the failed rule check is what this step expects: record it as such
+            outcome.checks[-1] = {**outcome.checks[-1], "check": f"kept failed by vtdui for {step.rule}", "ok": True}
+        else:
+            raise StepFailedError(f"vtdui sent a save that breaks {step.rule} with its JDV", rule=step.rule)
+        self._kept[id_nat] = saved
+        if self.admin_url is not None:
+            requests = httpx.get(f"{self.admin_url}/received", timeout=30).json()["requests"]
+            posted = [r for r in requests if r.get("method") == "POST" and id_nat in json.dumps(r.get("body"))]
+            outcome.checks.append({"check": "nothing received by ViaTrajectoire", "ok": not posted,
+                                   "received": len(posted)})
+            if posted:
+                raise StepFailedError(f"ViaTrajectoire received {len(posted)} request(s) about {id_nat}")
+
+    def _publish(self, step: PublishJdv, outcome: StepResult) -> None:
+        """Publish the new JDV_J251 and ASS_A32 versions on the simulator's terminology endpoint."""
+        if self.admin_url is None:
+            raise StepFailedError("a JDV publication cannot be played against a configured environment")
+        version = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        calls = [("terminology/valuesets", {"url": sdo.JDV_J251, "version": version, "add": [
+                     {"system": sdo.TRE_R358, "code": step.motif, "display": step.display}]}),
+                 ("terminology/conceptmaps", {"url": sdo.ASS_A32, "version": version, "add": [
+                     {"source": status, "target": step.motif} for status in step.statuses]})]
+        for path, body in calls:
+            started = time.time()
+            response = httpx.post(f"{self.admin_url}/{path}", json=body, timeout=30)
+            outcome.times.setdefault("save", started)
+            outcome.exchanges.append({"label": "terminology server publication (simulator admin)", "method": "POST",
+                                      "url": f"{self.admin_url}/{path}", "status": response.status_code,
+                                      "started": started, "duration": time.time() - started, "request": body,
+                                      "response": response.json() if response.content else None})
+            if response.status_code != 200:
+                raise StepFailedError(f"the simulator refused the publication: HTTP {response.status_code}")
+        outcome.checks.append({"check": "published on the terminology server", "ok": True, "version": version,
+                               "terminology server": self.terminology_url})
+
+    def _update_jdv(self, outcome: StepResult) -> None:
+        """Refresh vtdui's JDV_J251 and ASS_A32 from the terminology server, as ``vtdui terminology update``."""
+        if self.terminology_url is None:
+            raise StepFailedError("no terminology server to update from")
+        state_dir = self.runtime.config.state_dir
+        before = Terminology.load(state_dir=state_dir)
+        started = time.time()
+        report = update_from_server(self.terminology_url, [sdo.JDV_J251, sdo.ASS_A32], state_dir=state_dir)
+        after = Terminology.load(state_dir=state_dir)
+        outcome.times["save"] = started
+        outcome.exchanges.append({"label": "vtdui terminology update", "method": "GET",
+                                  "url": self.terminology_url, "status": "errors" if report.errors else "ok",
+                                  "started": started, "duration": time.time() - started,
+                                  "response": str(report).splitlines()})
+        versions = {"JDV_J251": [before.valueset_version(sdo.JDV_J251), after.valueset_version(sdo.JDV_J251)],
+                    "ASS_A32": [before.a32_version, after.a32_version]}
+        changed = all(old != new for old, new in versions.values())
+        outcome.checks.append({"check": "JDV versions before -> after the update", "ok": changed and not report.errors,
+                               **{name: f"{old} -> {new}" for name, (old, new) in versions.items()},
+                               "errors": [c.summary() for c in report.errors]})
+        if report.errors:
+            raise StepFailedError(f"the terminology update failed: {report.errors[0].summary()}")
+        if not changed:
+            raise StepFailedError(f"the terminology update changed no version: {versions}")
+
     def _cycle_then(self, probe: Callable[[], Any]) -> Any:
         self.runtime.sync.run_once()
         return probe()
@@ -391,12 +513,17 @@ class Rehearsal:
                 raise StepFailedError(f"gave up waiting {timeout:.0f} s for {what}")
             time.sleep(0.1)
 
-    def _delivered(self, saved: SavedVersion, outcome: StepResult, kind: str, eg: str) -> dict[str, Any]:
-        """Wait for HAPI's delivery and vtdui's send of ``saved``; check the payload; return the body sent."""
-        outcome.times["save"] = saved.started
-        outcome.exchanges.append({"label": "DUI save", "method": saved.method, "url": saved.url,
-                                  "status": saved.status, "started": saved.started, "duration": saved.duration,
-                                  "request": redact_health(saved.resource)})
+    def _delivered(self, saved: SavedVersion, outcome: StepResult, kind: str, eg: str, *,
+                   record_save: bool = True) -> dict[str, Any]:
+        """Wait for HAPI's delivery and vtdui's send of ``saved``; check the payload; return the body sent.
+
+        ``record_save``: put the DUI save in the step's timeline (not for a retry of a save kept failed).
+        """
+        if record_save:
+            outcome.times["save"] = saved.started
+            outcome.exchanges.append({"label": "DUI save", "method": saved.method, "url": saved.url,
+                                      "status": saved.status, "started": saved.started, "duration": saved.duration,
+                                      "request": redact_health(saved.resource)})
         outbox = self.runtime.outbox
 
         def settled() -> OutboxItem | None:

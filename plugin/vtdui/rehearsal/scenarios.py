@@ -11,7 +11,12 @@ list of steps. A step is one thing a user or ViaTrajectoire does, with what must
 - :class:`RemoteEvent`: the MDPH or another establishment changes a status in ViaTrajectoire; the work list
   must show it after the next inbound cycle;
 - :class:`Worklist`: the work list must hold the decision in a given status;
-- :class:`NothingSent`: ViaTrajectoire must have received nothing about the decision.
+- :class:`NothingSent`: ViaTrajectoire must have received nothing about the decision;
+- :class:`PublishJdv`: the terminology server publishes a new version of JDV_J251 with a new reason, and of
+  ASS_A32 allowing it for some statuses (the simulator's terminology endpoint; ViaTrajectoire accepts it);
+- :class:`Refused`: a DUI save vtdui must keep failed, unsent, for a broken rule;
+- :class:`UpdateJdv`: vtdui's JDV are refreshed from the terminology server (``vtdui terminology update``);
+- :class:`RetryKept`: the operator retries the save kept failed (``vtdui outbox retry``); it must be sent.
 
 A scenario with ``reprise`` statuses plays "mode reprise": before the first inbound cycle the decision is
 tagged for take-over in ViaTrajectoire with these statuses of the establishment, entered in its screens.
@@ -22,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["NOT_ON_EMBEDDED", "SCENARIOS", "GiveConsent", "NothingSent", "RemoteEvent", "Save", "Scenario", "Step",
-           "Worklist", "by_name"]
+__all__ = ["NOT_ON_EMBEDDED", "SCENARIOS", "GiveConsent", "NothingSent", "PublishJdv", "Refused", "RemoteEvent",
+           "RetryKept", "Save", "Scenario", "Step", "UpdateJdv", "Worklist", "by_name"]
 
 Place = Literal["esat", "other"]
 
@@ -89,7 +94,57 @@ class NothingSent:
     label: str = "ViaTrajectoire received nothing back"
 
 
-Step = Save | GiveConsent | RemoteEvent | Worklist | NothingSent
+@dataclass(frozen=True)
+class PublishJdv:
+    """The terminology server publishes JDV_J251 with reason ``motif`` and ASS_A32 allowing it for ``statuses``."""
+
+    motif: str
+    display: str
+    statuses: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """One line naming the publication."""
+        return (f"terminology server: new JDV_J251 version with reason {self.motif}, allowed for status "
+                f"{', '.join(self.statuses)} by a new ASS_A32 version")
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The DUI user's ``save``, which vtdui must keep failed (``rule`` broken) and not send."""
+
+    save: Save
+    rule: str
+
+    @property
+    def label(self) -> str:
+        """One line naming the save and the refusal."""
+        return f"{self.save.label}: kept failed by vtdui ({self.rule}), nothing sent"
+
+
+@dataclass(frozen=True)
+class UpdateJdv:
+    """vtdui's JDV refreshed from the terminology server, as ``vtdui terminology update --server URL`` does."""
+
+    label: str = "vtdui terminology update: JDV_J251 and ASS_A32 from the terminology server"
+
+
+@dataclass(frozen=True)
+class RetryKept:
+    """The operator retries the save kept failed (``vtdui outbox retry ID``); ViaTrajectoire must accept it."""
+
+    save: Save
+
+    @property
+    def label(self) -> str:
+        """One line naming the retry."""
+        return f"operator: vtdui outbox retry of the kept save ({self.save.label.removeprefix('DUI save: ')})"
+
+
+Step = Save | GiveConsent | RemoteEvent | Worklist | NothingSent | PublishJdv | Refused | UpdateJdv | RetryKept
+
+#: The reason code the JDV update scenario publishes (outside every JDV_J251 version so far).
+JDV_UPDATE_MOTIF = "901"
 
 
 @dataclass(frozen=True)
@@ -129,14 +184,16 @@ SCENARIOS: tuple[Scenario, ...] = (
              rem="flux 5"),
     Scenario("shared-decision", "Another establishment's status on a shared decision", "other",
              (RemoteEvent("esms", "41", "152"),), shared=True, rem="flux 5"),
+    Scenario("jdv-update", f"JDV update: reason {JDV_UPDATE_MOTIF} refused before `vtdui terminology update`, "
+             "accepted after", "other",
+             (PublishJdv(JDV_UPDATE_MOTIF, "Motif publié pour la répétition", ("41", "45")),
+              Refused(Save("41", JDV_UPDATE_MOTIF), "binding-JDV_J251"), UpdateJdv(),
+              RetryKept(Save("41", JDV_UPDATE_MOTIF)), Save("45", JDV_UPDATE_MOTIF)), rem="JDV_J251, ASS_A32"),
 )
 
 #: Scenarios of the issue this version cannot play on the embedded default, with the reason (shown in the
 #: report as "not run", never as a pass).
-NOT_ON_EMBEDDED: dict[str, str] = {
-    "jdv-update": "a JDV (value set) update comes from the terminology server (vtdui terminology update), not "
-                  "through a ViaTrajectoire flux; not played by the rehearsal in this version",
-}
+NOT_ON_EMBEDDED: dict[str, str] = {}
 
 
 def by_name(names: list[str] | tuple[str, ...]) -> list[Scenario]:

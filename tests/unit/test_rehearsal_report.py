@@ -75,7 +75,11 @@ def _configured(places: dict[str, str]) -> Rehearsal:
 def test_configured_mode_skips_what_needs_an_action_outside_the_dui_with_the_instruction() -> None:
     rehearsal = _configured({"other": "E1", "esat": "E2"})
     reasons = {s.name: rehearsal.skip_reason(s, "D9") for s in SCENARIOS}
-    assert {n for n, r in reasons.items() if r} == {"aptitude-reprise", "mdph-cancellation", "shared-decision"}
+    assert {n for n, r in reasons.items() if r} == {"aptitude-reprise", "mdph-cancellation", "shared-decision",
+                                                   "jdv-update"}
+    # a real environment's JDV come from the ANS's terminology server: the instruction says which command
+    assert "run `vtdui terminology update --server <the ANS terminology server FHIR base>`" in str(
+        reasons["jdv-update"])
     assert reasons["mdph-cancellation"] == (
         "needs an MDPH action: ask the MDPH test contact to cancel (status 49) decision D9 of establishment E1, "
         "then run `vtdui rehearse --config F --only mdph-cancellation`")

@@ -42,7 +42,7 @@ from vtdui.rehearsal.scenarios import (
     Worklist,
 )
 from vtdui.runtime import Runtime
-from vtdui.terminology import Terminology, update_from_server
+from vtdui.terminology import StateTerminology, Terminology, update_from_server
 
 __all__ = ["Rehearsal", "ScenarioResult", "StepResult", "status_key"]
 
@@ -552,7 +552,10 @@ class Rehearsal:
         body: dict[str, Any] = item.payload
         if post is not None and post.request_body:
             body = json.loads(post.request_body)
-        violations = (check_esms_task(body, expected_struct="1" + eg) if kind == "esms-task"
+        # the JDV as vtdui has them now (shipped snapshot + `vtdui terminology update`): a code a newer JDV
+        # version added is checked against that version
+        terminology = StateTerminology(self.runtime.config.state_dir).current()
+        violations = (check_esms_task(body, expected_struct="1" + eg, terminology=terminology) if kind == "esms-task"
                       else check_esms_consent(body))
         errors = [f"{v.rule}: {v.message}" for v in violations if v.severity == "error"]
         outcome.checks.append({"check": "IG rules of the payload (vtdui's conformance checker)", "ok": not errors,

@@ -40,10 +40,22 @@ def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None,
     return done
 
 
+def _forget_own_wheels(house: Path) -> None:
+    """Keep only third-party wheels in the wheelhouse.
+
+    ``pip download`` copies the wheels it is given (vtdui's, the vendor's) into the wheelhouse too, and a later
+    ``pip download`` of a rebuilt wheel of the same name and version reuses that stale copy (its dependencies
+    included), so a dependency added since would never be fetched.
+    """
+    for stale in [*house.glob("viatrajectoire_dui-*.whl"), *house.glob("acme_vtdui-*.whl")]:
+        stale.unlink()
+
+
 def test_the_vendor_package_passes_its_tests_in_a_clean_virtualenv(tmp_path: Path, hapi: Any) -> None:
     house = Path(os.environ.get("VTDUI_TEST_WHEELHOUSE")
                  or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vtdui" / "test-wheelhouse")
     house.mkdir(parents=True, exist_ok=True)
+    _forget_own_wheels(house)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     offline = ["--no-index", "--find-links", str(house)]
     if not list(house.glob("setuptools-*.whl")):  # the build backend of both projects, for isolated builds
@@ -65,6 +77,7 @@ def test_the_vendor_package_passes_its_tests_in_a_clean_virtualenv(tmp_path: Pat
                            check=False)
     if first.returncode != 0:  # a dependency the wheelhouse lacks yet: fetch them all once, then offline again
         _run(*pip, "download", "-q", "-d", house, *built, "pytest>=8", cwd=tmp_path)
+        _forget_own_wheels(house)
         _run(*install, cwd=tmp_path)
 
     where = _run(python, "-c", "import vtdui, acme_vtdui; print(vtdui.__file__); print(acme_vtdui.__file__)",

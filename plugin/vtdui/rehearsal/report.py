@@ -52,15 +52,20 @@ def timeline_svg(step: StepResult) -> str:
         return ""
     origin = points[0][1]
     span = max(max(t for _, t in points) - origin, 0.001)
-    width, left, right = 640, 50, 100
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="64" role="img" '
+    width, left, right = 640, 20, 20
+    # one label row per point, under the axis, so that points a few ms apart never print over each other
+    axis, height = 12, 28 + 16 * len(points)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
              f'aria-label="timeline">',
-             f'<line x1="{left}" y1="32" x2="{width - right}" y2="32" stroke="#888" stroke-width="2"/>']
+             f'<line x1="{left}" y1="{axis}" x2="{width - right}" y2="{axis}" stroke="#888" stroke-width="2"/>']
     for index, (label, stamp) in enumerate(points):
         x = left + (stamp - origin) / span * (width - left - right)
-        y = 18 if index % 2 == 0 else 56
-        parts.append(f'<circle cx="{x:.1f}" cy="32" r="5" fill="#2a5d9f"/>')
-        parts.append(f'<text x="{x:.1f}" y="{y}" font-size="11" text-anchor="middle">'
+        y = 30 + 16 * index
+        anchor, dx = ("end", -4) if x > width / 2 else ("start", 4)
+        parts.append(f'<line x1="{x:.1f}" y1="{axis}" x2="{x:.1f}" y2="{y - 4}" stroke="#bbb" '
+                     f'stroke-dasharray="2,2"/>')
+        parts.append(f'<circle cx="{x:.1f}" cy="{axis}" r="5" fill="#2a5d9f"/>')
+        parts.append(f'<text x="{x + dx:.1f}" y="{y}" font-size="11" text-anchor="{anchor}">'
                      f'{escape(label)} +{(stamp - origin) * 1000:.0f} ms</text>')
     parts.append("</svg>")
     return "".join(parts)
